@@ -1,0 +1,24 @@
+"""Shared test set-up.
+
+Eight simulated CPU devices are requested before JAX is imported, so the sharding tests can build
+meshes; everything else runs on the first device.
+"""
+import os
+import pathlib
+
+os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import pytest  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = pathlib.Path(os.environ.get('SYNFACE_SHARED', REPO.parent / 'shared'))
+REFERENCE = SHARED / 'reference'
+
+
+def reference_file(*parts) -> pathlib.Path:
+  """Path to a golden file under shared/reference, or skip the test with the reason."""
+  path = REFERENCE.joinpath(*parts)
+  if not path.exists():
+    pytest.skip(f'golden data not available: {path} (set SYNFACE_SHARED to the shared/ folder)')
+  return path
