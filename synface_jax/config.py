@@ -1,0 +1,179 @@
+"""The experiment description every config file starts from, its presets and its checks.
+
+A config file in `configs/` calls `base_config()`, sets the regime and its data, and returns it.
+`validate(config)` runs before any compute and names the field that is wrong.
+"""
+import re
+
+import ml_collections
+
+REGIMES = ('real', 'synthetic', 'mixed')
+LOSSES = {
+    # name: (m1, m2, m3, scale) as in insightface's CombinedMarginLoss; SynFace uses ArcFace with s = 30.
+    'arcface': (1.0, 0.5, 0.0, 64.0),
+    'cosface': (1.0, 0.0, 0.4, 64.0),
+}
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Defaults: SynFace's recipe (IResNet-50, ArcFace s=30 m=0.5, SGD 0.1 at batch 512, 40 epochs)."""
+  c = ml_collections.ConfigDict()
+  c.regime = 'real'
+  c.seed = 0
+
+  c.model = ml_collections.ConfigDict()
+  c.model.arch = 'r50'
+  c.model.width = 1.0             # Channel multiplier; tiny models for tests.
+  c.model.num_features = 512
+  c.model.dropout = 0.0
+  c.model.dtype = 'float32'       # Compute dtype: 'float32' or 'bfloat16' (params stay float32).
+  c.model.input_size = (112, 112)  # (H, W); SynFace trains at (112, 96).
+
+  c.loss = ml_collections.ConfigDict()
+  c.loss.scale = 30.0
+  c.loss.m1 = 1.0
+  c.loss.m2 = 0.5
+  c.loss.m3 = 0.0
+  c.loss.fallback = True          # SynFace's cos(t) - m sin(m) when t + m > pi; False = insightface.
+
+  # Real images: an identity image folder (one sub-folder per identity, CASIA-WebFace layout).
+  c.real = ml_collections.ConfigDict()
+  c.real.path = ''
+  c.real.num_identities = 0       # N: the first N identities (sorted); 0 = all.
+  c.real.images_per_identity = 0  # S: the first S images of each; 0 = all.
+  c.real.flip = True
+  c.real.shuffle_buffer = 10_000
+
+  # Synthetic identities rendered online inside the train step.
+  c.synthetic = ml_collections.ConfigDict()
+  c.synthetic.num_identities = 10_000  # N
+  c.synthetic.images_per_identity = 50  # S fixed nuisance draws per identity; 0 = a fresh draw every time.
+
+  c.generator = ml_collections.ConfigDict()
+  c.generator.name = 'procedural'
+  c.generator.image_size = c.model.get_ref('input_size')
+
+  c.im = ml_collections.ConfigDict()  # Identity mixup.
+  c.im.enabled = False
+  c.im.phi = 'synface'                # A sampler spec, see synface_jax.mixup.make_sampler.
+
+  c.dm = ml_collections.ConfigDict()  # Domain mixup.
+  c.dm.enabled = False
+  c.dm.psi = 'synface'
+  c.dm.per_example = False            # SynFace draws one psi per batch.
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.batch_size = 512           # Global batch.
+  c.optim.learning_rate = 0.1         # At batch 512; scaled linearly with the batch.
+  c.optim.momentum = 0.9
+  c.optim.weight_decay = 5e-4
+  c.optim.num_epochs = 40
+  c.optim.warmup_epochs = 0.0
+  c.optim.decay_epochs = (24, 30, 36)  # x0.1 at each.
+  c.optim.grad_clip = 0.0             # Global-norm clip; 0 = off.
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1
+  c.mesh.model = 1
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.pairs = ()                   # '.bin' files or 'IMAGE_ROOT:pairs.txt' sources.
+  c.eval.protocol = 'insightface'     # 'insightface' or 'synface'.
+  c.eval.batch_size = 128
+  c.eval.every_steps = 0              # 0 = at the end of training only.
+
+  c.log_every_steps = 100
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 3
+  c.num_train_steps = 0               # 0 = derived from optim.num_epochs.
+  return c
+
+
+_COUNT = re.compile(r'^(\d+)([KkMm]?)$')
+
+
+def parse_count(text: str, what: str) -> int:
+  """'10K' -> 10000, '2K' -> 2000, '50' -> 50."""
+  m = _COUNT.match(text)
+  if not m:
+    raise ValueError(f'{what}: {text!r} is not a count like 50, 2K or 10K')
+  return int(m.group(1)) * {'': 1, 'k': 1000, 'm': 1_000_000}[m.group(2).lower()]
+
+
+def apply_preset(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+  """Applies 'PRESET[,im=SPEC][,dm=SPEC]' where PRESET is Real_N_S, Syn_N_S or Mix_N_S.
+
+  For Mix_N_S, N x S are the real identities and images added to the synthetic set (SynFace's
+  Mix_2K_10 = Syn_10K_50 + 2K real identities x 10 images). SPEC is a sampler spec or 'off'.
+  """
+  if not arg:
+    return c
+  tokens = [t.strip() for t in arg.split(',') if t.strip()]
+  for token in tokens:
+    if '=' in token:
+      key, value = token.split('=', 1)
+      if key not in ('im', 'dm'):
+        raise ValueError(f'config argument {token!r}: only im=SPEC and dm=SPEC are known')
+      block = c[key]
+      if value == 'off':
+        block.enabled = False
+      else:
+        block.enabled = True
+        block['phi' if key == 'im' else 'psi'] = value
+      continue
+    m = re.match(r'^(Real|Syn|Mix)_([^_]+)_([^_]+)$', token)
+    if not m:
+      raise ValueError(f'config argument {token!r}: expected Real_N_S, Syn_N_S or Mix_N_S')
+    kind, n, s = m.group(1), parse_count(m.group(2), token), parse_count(m.group(3), token)
+    if kind == 'Syn':
+      c.synthetic.num_identities, c.synthetic.images_per_identity = n, s
+    else:
+      c.real.num_identities, c.real.images_per_identity = n, s
+  return c
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the first field that cannot work."""
+  def need(ok, field, why):
+    if not ok:
+      raise ValueError(f'config field {field}={_get(c, field)!r}: {why}')
+
+  need(c.regime in REGIMES, 'regime', f'must be one of {REGIMES}')
+  need(c.model.dtype in ('float32', 'bfloat16'), 'model.dtype', "must be 'float32' or 'bfloat16'")
+  need(len(c.model.input_size) == 2 and all(int(v) % 16 == 0 and v > 0 for v in c.model.input_size),
+       'model.input_size', '(H, W) must both be positive multiples of 16')
+  need(c.model.width > 0, 'model.width', 'must be > 0')
+  need(0.0 <= c.model.dropout < 1.0, 'model.dropout', 'must be in [0, 1)')
+  need(c.loss.scale > 0, 'loss.scale', 'must be > 0')
+  need(c.optim.batch_size > 0, 'optim.batch_size', 'must be > 0')
+  need(c.optim.learning_rate > 0, 'optim.learning_rate', 'must be > 0')
+  need(c.optim.num_epochs > 0 or c.num_train_steps > 0, 'optim.num_epochs',
+       'must be > 0 (or set num_train_steps)')
+  need(list(c.optim.decay_epochs) == sorted(c.optim.decay_epochs), 'optim.decay_epochs',
+       'must be increasing')
+  need(c.optim.grad_clip >= 0, 'optim.grad_clip', 'must be >= 0 (0 = off)')
+  need(c.eval.protocol in ('insightface', 'synface'), 'eval.protocol',
+       "must be 'insightface' or 'synface'")
+  uses_real = c.regime in ('real', 'mixed')
+  uses_syn = c.regime in ('synthetic', 'mixed')
+  if uses_real:
+    need(bool(c.real.path), 'real.path', f'the {c.regime} regime needs an identity image folder')
+    need(c.real.num_identities >= 0, 'real.num_identities', 'must be >= 0 (0 = all)')
+    need(c.real.images_per_identity >= 0, 'real.images_per_identity', 'must be >= 0 (0 = all)')
+  if uses_syn:
+    need(c.synthetic.num_identities >= 2, 'synthetic.num_identities', 'must be >= 2')
+    need(c.synthetic.images_per_identity >= 0, 'synthetic.images_per_identity', 'must be >= 0')
+  need(not c.dm.enabled or c.regime == 'mixed', 'dm.enabled', 'domain mixup needs the mixed regime')
+  need(not c.im.enabled or uses_syn, 'im.enabled', 'identity mixup needs synthetic identities')
+  from synface_jax import mixup  # Checks the sampler specs.
+  for field in ('im.phi', 'dm.psi'):
+    try:
+      mixup.make_sampler(_get(c, field))
+    except ValueError as e:
+      raise ValueError(f'config field {field}: {e}') from None
+
+
+def _get(c, dotted):
+  for part in dotted.split('.'):
+    c = c[part]
+  return c

@@ -1,0 +1,55 @@
+"""Face generators: functions of (params, Factors) that render aligned faces.
+
+A generator is any object with this interface (all methods pure and jittable):
+
+    init(key) -> params
+        Parameters of the generator (may be an empty dict).
+    identity(params, identity_id) -> [160]
+        The identity coefficients of one identity of the fixed identity pool (deterministic in the id).
+    sample(key, identity) -> Factors
+        One face of the given identity coefficients with freshly drawn expression, pose, lighting, noise.
+    render(params, factors) -> (images [B, H, W, 3] float32 in [-1, 1], landmarks [B, 5, 2])
+        A batch of faces aligned to the 5-point template (x, y pixel landmarks).
+    image_size -> (H, W)
+
+The train step vmaps `identity` and `sample` over the batch, mixes identities in coefficient space
+(`synface_jax.mixup.identity_mixup`) and calls `render` once.
+"""
+from synface_jax.generators.factors import Factors
+
+_REGISTRY = {}
+
+
+def register(name):
+  """Class decorator adding a generator backend under `name`."""
+  def wrap(cls):
+    _REGISTRY[name] = cls
+    return cls
+  return wrap
+
+
+def get_generator(config):
+  """Builds the generator named by `config.name` with the remaining fields as keyword arguments."""
+  _import_backends()
+  name = config.name
+  if name not in _REGISTRY:
+    raise ValueError(
+        f'generator.name={name!r} is not a known generator; choose one of {sorted(_REGISTRY)}')
+  kwargs = {k: v for k, v in config.items() if k != 'name'}
+  return _REGISTRY[name](**kwargs)
+
+
+def _import_backends():
+  # Backends register themselves on import; imported lazily to keep start-up light.
+  import importlib
+  for module in _BACKENDS:
+    try:
+      importlib.import_module(module)
+    except ModuleNotFoundError as e:
+      if e.name != module:
+        raise
+
+
+_BACKENDS = ('synface_jax.generators.procedural',)
+
+__all__ = ['Factors', 'get_generator', 'register']

@@ -1,0 +1,44 @@
+"""Trains and evaluates a face-recognition model.
+
+    python -m synface_jax.main --config=configs/real.py:Real_2K_10 --workdir=runs/real \
+        --config.real.path=/data/casia
+
+Rerunning the same command resumes from the latest checkpoint in --workdir.
+"""
+import os
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from absl import app, flags, logging  # noqa: E402
+import jax  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from synface_jax import config as config_lib, train  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('workdir', None, 'Where checkpoints and TensorBoard metrics go.')
+flags.DEFINE_bool('distributed', False,
+                  'Call jax.distributed.initialize() (multi-host TPU pods and GPU clusters).')
+config_flags.DEFINE_config_file('config', None, 'A configs/*.py file, optionally with :ARG.',
+                                lock_config=True)
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  config = FLAGS.config
+  config_lib.validate(config)
+  if FLAGS.distributed:
+    jax.distributed.initialize()
+  # tf.data must not grab an accelerator that JAX needs.
+  import tensorflow as tf
+  tf.config.set_visible_devices([], 'GPU')
+  logging.info('JAX process %d / %d, devices: %s', jax.process_index(), jax.process_count(),
+               jax.devices())
+  os.makedirs(FLAGS.workdir, exist_ok=True)
+  train.train_and_evaluate(config, FLAGS.workdir)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,77 @@
+"""Device mesh, partition rules and host-local to global arrays.
+
+The mesh has two axes: 'data' (the batch is split over it) and 'model' (the margin head's class
+dimension is split over it). Everything else is replicated. The same code runs on one CPU, eight
+simulated CPU devices, a GPU or a TPU pod slice.
+"""
+import re
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+DATA = 'data'
+MODEL = 'model'
+
+# (regex over the '/'-joined parameter path, PartitionSpec). First match wins; no match = replicated.
+PARTITION_RULES = (
+    (r'(^|/)head$', P(MODEL, None)),  # [num_classes, embedding] split along classes.
+)
+
+
+def make_mesh(data: int = -1, model: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A ('data', 'model') mesh over `devices` (default: all). -1 on one axis takes what is left."""
+  devices = list(jax.devices() if devices is None else devices)
+  n = len(devices)
+  if data == -1 and model == -1:
+    raise ValueError('mesh: at most one of mesh.data and mesh.model may be -1')
+  if data == -1:
+    data = n // model if model > 0 and n % model == 0 else 0
+  if model == -1:
+    model = n // data if data > 0 and n % data == 0 else 0
+  if data <= 0 or model <= 0 or data * model != n:
+    raise ValueError(
+        f'mesh: mesh.data={data} x mesh.model={model} does not match the {n} available devices')
+  return Mesh(np.asarray(devices).reshape(data, model), (DATA, MODEL))
+
+
+def path_name(path) -> str:
+  """'/'-joined names of a pytree key path."""
+  parts = []
+  for key in path:
+    for attr in ('key', 'name', 'idx'):
+      if hasattr(key, attr):
+        parts.append(str(getattr(key, attr)))
+        break
+  return '/'.join(parts)
+
+
+def partition_spec(name: str, shape: Sequence[int], rules=PARTITION_RULES) -> P:
+  for pattern, spec in rules:
+    if re.search(pattern, name) and len(spec) == len(shape):
+      return spec
+  return P()
+
+
+def tree_shardings(mesh: Mesh, tree: Any, rules=PARTITION_RULES) -> Any:
+  """NamedShardings for every leaf of `tree` (arrays or ShapeDtypeStructs) by its path."""
+  def one(path, leaf):
+    shape = getattr(leaf, 'shape', ())
+    return NamedSharding(mesh, partition_spec(path_name(path), shape, rules))
+  return jax.tree_util.tree_map_with_path(one, tree)
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading (batch) axis split over 'data', the rest replicated."""
+  return NamedSharding(mesh, P(DATA))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def host_local_to_global(batch: Any, mesh: Mesh) -> Any:
+  """Assemble each host's slice of the batch into global arrays split over 'data'."""
+  sharding = batch_sharding(mesh)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)

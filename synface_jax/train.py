@@ -1,0 +1,298 @@
+"""The SynFace train step and training loop.
+
+One step is one pure, jitted function (read `make_train_step` top to bottom):
+
+    key -> identity ids, partners, phi        identity mixup in coefficient space (vmapped)
+        -> generator.render(params_g, factors) aligned synthetic faces + soft labels
+    real batch (host-sharded input)           -> domain mixup with psi (image space)
+        -> IResNet -> embeddings -> cosine to the class centres (sharded over 'model')
+        -> soft-target margin softmax -> grads -> optax update
+
+Regimes: 'real' uses only the real batch, 'synthetic' only rendered faces, 'mixed' both, with one
+head over synthetic classes [0, N_syn) followed by real classes [N_syn, N_syn + N_real).
+"""
+import os
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from clu import metrics as clu_metrics
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from synface_jax import losses, mixup, sharding
+from synface_jax.mixup import SoftLabel
+from synface_jax.models import iresnet
+
+
+class TrainState(flax.struct.PyTreeNode):
+  step: jax.Array
+  params: Any        # {'backbone': ..., 'head': [num_classes, num_features]}
+  batch_stats: Any   # the backbone's BatchNorm statistics
+  opt_state: Any
+
+
+@flax.struct.dataclass
+class TrainMetrics(clu_metrics.Collection):
+  loss: clu_metrics.Average.from_output('loss')
+  accuracy: clu_metrics.Average.from_output('accuracy')
+  learning_rate: clu_metrics.LastValue.from_output('learning_rate')
+
+
+def create_model(config: ml_collections.ConfigDict) -> iresnet.IResNet:
+  return iresnet.iresnet(
+      config.model.arch, width=config.model.width, num_features=config.model.num_features,
+      dropout=config.model.dropout, dtype=jnp.dtype(config.model.dtype))
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
+  """Linear warmup, then x0.1 at each of optim.decay_epochs; base lr scaled by batch / 512."""
+  o = config.optim
+  base = o.learning_rate * o.batch_size / 512
+  warmup = int(o.warmup_epochs * steps_per_epoch)
+  boundaries = {int(e * steps_per_epoch) - warmup: 0.1 for e in o.decay_epochs}
+  decay = optax.piecewise_constant_schedule(base, {b: s for b, s in boundaries.items() if b > 0})
+  if warmup <= 0:
+    return decay
+  return optax.join_schedules([optax.linear_schedule(0.0, base, warmup), decay], [warmup])
+
+
+def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule):
+  """SGD with momentum; weight decay added to the gradient first, as torch's SGD does."""
+  o = config.optim
+  parts = [optax.clip_by_global_norm(o.grad_clip)] if o.grad_clip > 0 else []
+  parts += [optax.add_decayed_weights(o.weight_decay), optax.sgd(schedule, momentum=o.momentum)]
+  return optax.chain(*parts)
+
+
+def init_state(model, tx, num_classes: int, key, mesh, input_size) -> TrainState:
+  """Creates the train state with every array already placed on its shard of the mesh."""
+  def init(key):
+    k_model, k_head = jax.random.split(key)
+    x = jnp.zeros((1, *input_size, 3), jnp.float32)
+    variables = model.init(k_model, x, train=False)
+    head = 0.01 * jax.random.normal(k_head, (num_classes, model.num_features), jnp.float32)
+    params = {'backbone': variables['params'], 'head': head}
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      batch_stats=variables['batch_stats'], opt_state=tx.init(params))
+  shardings = sharding.tree_shardings(mesh, jax.eval_shape(init, key))
+  return jax.jit(init, out_shardings=shardings)(key)
+
+
+def synthetic_batch(generator, gen_params, key, batch_size: int, num_identities: int,
+                    images_per_identity: int, phi_sampler: Callable | None, draw_seed: int):
+  """Rendered faces of random pool identities, identity-mixed when phi_sampler is given.
+
+  With images_per_identity = S > 0 identity i has exactly S fixed nuisance draws (SynFace's
+  Syn_N_S): the j-th is keyed by (draw_seed, i, j). With S = 0 every face gets a fresh draw.
+  Returns (images [B, H, W, 3], SoftLabel with K = 1, or K = 2 after identity mixup).
+  """
+  k_id, k_img, k_partner, k_phi = jax.random.split(key, 4)
+  ids = jax.random.randint(k_id, (batch_size,), 0, num_identities)
+  identity = jax.vmap(generator.identity, (None, 0))(gen_params, ids)
+  if phi_sampler is None:
+    label = SoftLabel.one_hot(ids)
+  else:
+    partners = mixup.sample_partners(k_partner, ids, num_identities)
+    partner_identity = jax.vmap(generator.identity, (None, 0))(gen_params, partners)
+    phi = phi_sampler(k_phi, (batch_size,))
+    identity, label = mixup.identity_mixup(identity, partner_identity, ids, partners, phi)
+  if images_per_identity > 0:
+    root = jax.random.key(draw_seed)
+    j = jax.random.randint(k_img, (batch_size,), 0, images_per_identity)
+    draw_keys = jax.vmap(lambda i, j: jax.random.fold_in(jax.random.fold_in(root, i), j))(ids, j)
+  else:
+    draw_keys = jax.random.split(k_img, batch_size)
+  factors = jax.vmap(generator.sample)(draw_keys, identity)
+  images, _ = generator.render(gen_params, factors)
+  return jax.lax.stop_gradient(images), label
+
+
+def make_train_step(config: ml_collections.ConfigDict, model, tx, schedule, mesh, *,
+                    generator=None, num_real_images: int = 0):
+  """Returns step(state, gen_params, real_batch, key) -> (state, TrainMetrics), jitted on `mesh`.
+
+  real_batch: {'image': float [B, H, W, 3] normalised to [-1, 1], 'label': int32 [B]} (or None
+  in the synthetic regime). The real labels are offset by the number of synthetic identities.
+  """
+  regime = config.regime
+  uses_syn = regime in ('synthetic', 'mixed')
+  num_syn = config.synthetic.num_identities if uses_syn else 0
+  phi_sampler = mixup.make_sampler(config.im.phi) if config.im.enabled else None
+  psi_sampler = mixup.make_sampler(config.dm.psi) if config.dm.enabled else None
+  batch_size = config.optim.batch_size
+  # Without domain mixup the mixed regime samples from the union of both sets: each example is
+  # synthetic with probability (synthetic images) / (all images), as one shuffled dataset would be.
+  syn_images = num_syn * max(config.synthetic.images_per_identity, 1)
+  p_syn = syn_images / max(syn_images + num_real_images, 1)
+  compute_dtype = jnp.dtype(config.model.dtype)
+  batch_spec = NamedSharding(mesh, P(sharding.DATA))
+  margin = dict(scale=config.loss.scale, m1=config.loss.m1, m2=config.loss.m2,
+                m3=config.loss.m3, fallback=config.loss.fallback)
+
+  def step(state: TrainState, gen_params, real_batch, key):
+    key = jax.random.fold_in(key, state.step)
+    k_syn, k_psi, k_dropout = jax.random.split(key, 3)
+
+    # 1. Inputs: rendered (identity-mixed) faces and/or real faces, domain-mixed.
+    if uses_syn:
+      x_syn, y_syn = synthetic_batch(
+          generator, gen_params, k_syn, batch_size, num_syn,
+          config.synthetic.images_per_identity, phi_sampler, draw_seed=config.seed + 1)
+      x_syn = jax.lax.with_sharding_constraint(x_syn, batch_spec)
+    if regime != 'synthetic':
+      x_real = real_batch['image'].astype(jnp.float32)
+      y_real = SoftLabel.one_hot(real_batch['label'] + num_syn)
+    if regime == 'real':
+      x, y = x_real, y_real
+    elif regime == 'synthetic':
+      x, y = x_syn, y_syn
+    else:
+      if psi_sampler is not None:
+        psi = psi_sampler(k_psi, (batch_size,) if config.dm.per_example else ())
+      else:
+        psi = jax.random.bernoulli(k_psi, p_syn, (batch_size,)).astype(jnp.float32)
+      x, y = mixup.domain_mixup(x_syn, y_syn, x_real, y_real, psi)
+    x = jax.lax.with_sharding_constraint(x.astype(compute_dtype), batch_spec)
+
+    # 2. Backbone, head and soft-target margin softmax.
+    def loss_fn(params):
+      embeddings, updates = model.apply(
+          {'params': params['backbone'], 'batch_stats': state.batch_stats}, x, train=True,
+          mutable=['batch_stats'], rngs={'dropout': k_dropout})
+      cos = losses.cosine(embeddings, params['head'])
+      per_example, logits = losses.margin_softmax_loss(cos, y, **margin)
+      return per_example.mean(), (updates['batch_stats'], logits)
+
+    (loss, (batch_stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+
+    # 3. Optimiser update.
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                              batch_stats=batch_stats, opt_state=opt_state)
+    main_class = jnp.take_along_axis(y.ids, jnp.argmax(y.weights, axis=-1)[:, None], axis=-1)[:, 0]
+    accuracy = (jnp.argmax(logits, axis=-1) == main_class).astype(jnp.float32)
+    metrics = TrainMetrics.single_from_model_output(
+        loss=loss, accuracy=accuracy, learning_rate=schedule(state.step))
+    return new_state, metrics
+
+  return step
+
+
+def jit_train_step(step, state: TrainState, mesh):
+  """jax.jit with the state's shardings in and out, the batch on 'data', and the state donated."""
+  state_shardings = jax.tree.map(lambda x: x.sharding, state)
+  return jax.jit(
+      step,
+      in_shardings=(state_shardings, sharding.replicated(mesh), sharding.batch_sharding(mesh),
+                    sharding.replicated(mesh)),
+      out_shardings=(state_shardings, sharding.replicated(mesh)),
+      donate_argnums=(0,))
+
+
+def steps_per_epoch(config: ml_collections.ConfigDict, num_real_images: int) -> int:
+  """SynFace counts epochs over the synthetic set (the real set is oversampled to its length)."""
+  if config.regime == 'real':
+    images = num_real_images
+  else:
+    images = config.synthetic.num_identities * max(config.synthetic.images_per_identity, 1)
+  return max(1, images // config.optim.batch_size)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains (resuming from the latest checkpoint in workdir), evaluates, and returns final metrics."""
+  # Imported here: the step above must not need TensorFlow, the loop's I/O does.
+  from clu import metric_writers, periodic_actions
+  import orbax.checkpoint as ocp
+  from synface_jax import data, generators
+  from synface_jax.evaluate import PairEvaluator
+
+  mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  writer.write_hparams({k: str(v) for k, v in _flatten(config.to_dict()).items()})
+
+  real = data.real_dataset(config, mesh) if config.regime != 'synthetic' else None
+  num_real = real.num_classes if real else 0
+  num_real_images = real.num_images if real else 0
+  num_syn = config.synthetic.num_identities if config.regime != 'real' else 0
+  num_classes = num_syn + num_real
+  generator = gen_params = None
+  if config.regime != 'real':
+    generator = generators.get_generator(config.generator)
+    gen_params = generator.init(jax.random.key(config.seed + 2))
+
+  per_epoch = steps_per_epoch(config, num_real_images)
+  num_steps = config.num_train_steps or int(config.optim.num_epochs * per_epoch)
+  schedule = learning_rate_schedule(config, per_epoch)
+  tx = make_optimizer(config, schedule)
+  model = create_model(config)
+  state = init_state(model, tx, num_classes, jax.random.key(config.seed), mesh,
+                     tuple(config.model.input_size))
+
+  manager = ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), 'checkpoints'),
+      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
+  start = manager.latest_step()
+  if start is not None:
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    state = manager.restore(start, args=ocp.args.StandardRestore(abstract))
+    print(f'Resumed from {workdir}/checkpoints at step {start}', flush=True)
+  start = int(state.step)
+
+  step_fn = jit_train_step(
+      make_train_step(config, model, tx, schedule, mesh, generator=generator,
+                      num_real_images=num_real_images), state, mesh)
+  evaluator = PairEvaluator(config, model) if config.eval.pairs else None
+  real_iter = real.iterator(start) if real else None
+  gen_params = jax.device_put(gen_params, sharding.replicated(mesh))
+  key = jax.random.key(config.seed + 3)
+
+  report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
+                                           every_steps=config.log_every_steps)
+  hooks = [report]
+  train_metrics = None
+  summary = {}
+  print(f'Training {config.regime}: {num_classes} classes, {num_steps} steps '
+        f'({per_epoch} per epoch), batch {config.optim.batch_size}, mesh {dict(mesh.shape)}',
+        flush=True)
+  for step in range(start + 1, num_steps + 1):
+    with jax.profiler.StepTraceAnnotation('train', step_num=step):
+      batch = next(real_iter) if real_iter else None
+      state, metrics = step_fn(state, gen_params, batch, key)
+    train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
+    for hook in hooks:
+      hook(step)
+    if step % config.log_every_steps == 0 or step == num_steps:
+      summary = {f'train/{k}': float(v) for k, v in train_metrics.compute().items()}
+      writer.write_scalars(step, summary)
+      print(f'step {step}: ' + ', '.join(f'{k} {v:.4f}' for k, v in summary.items()), flush=True)
+      train_metrics = None
+    if evaluator and config.eval.every_steps and step % config.eval.every_steps == 0:
+      summary.update(_evaluate(evaluator, state, writer, step))
+    if step % config.checkpoint_every_steps == 0 or step == num_steps:
+      manager.save(step, args=ocp.args.StandardSave(state))
+  if evaluator and (not config.eval.every_steps or num_steps % config.eval.every_steps):
+    summary.update(_evaluate(evaluator, state, writer, num_steps))
+  manager.wait_until_finished()
+  manager.close()
+  writer.flush()
+  return summary
+
+
+def _evaluate(evaluator, state, writer, step) -> dict:
+  results = evaluator(state.params['backbone'], state.batch_stats)
+  writer.write_scalars(step, results)
+  print(f'eval at step {step}: ' + ', '.join(f'{k} {v:.4f}' for k, v in results.items()), flush=True)
+  return results
+
+
+def _flatten(d: dict, prefix: str = '') -> dict:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
