@@ -1,0 +1,794 @@
+"""Face verification: insightface and SynFace protocols, pair loaders and a small CLI.
+
+Two protocols are implemented in pure numpy, reproducing the reference code number for number:
+
+* ``insightface``: arcface_torch ``eval/verification.py``. Embeddings are L2-normalised, the
+  distance is the squared L2 distance, a pair is predicted "same" when ``dist < threshold``
+  (strict) over ``arange(0, 4, 0.01)``; sklearn-style ``KFold(10, shuffle=False)`` folds (the first
+  ``N mod 10`` folds get one extra pair); the best training threshold is the FIRST of maximal
+  accuracy. VAL@FAR uses ``arange(0, 4, 0.001)`` and scipy<=1.8 ``interp1d(kind='slinear')``.
+* ``synface``: SynFace ``lfw_eval``. Cosine similarity ``dot / (|a| |b| + 1e-5)``, thresholds
+  ``arange(-1, 1, 0.005)``, a pair is "same" when ``similarity > threshold``; ties go to the LAST
+  threshold; folds are the contiguous blocks ``[floor(i N / 10), floor((i + 1) N / 10))``.
+
+Pair sources: insightface ``.bin`` packs (:func:`load_bin`) and LFW ``pairs.txt``
+(:func:`load_pairs_txt`, :func:`load_pair_images`). :func:`evaluate_pairs` embeds interleaved pair
+images with any ``embed_fn`` and runs a protocol.
+
+Command line::
+
+  python -m synface_jax.evaluate pairs --embeddings E.npz --protocol insightface
+  python -m synface_jax.evaluate bin --bin lfw.bin --out lfw.npz
+
+Only numpy is imported at module import time; Pillow is imported when images are decoded.
+"""
+import argparse
+import codecs
+import io
+import json
+import os
+import pickle
+import sys
+from typing import Any, Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+PROTOCOLS = ('insightface', 'synface')
+INSIGHTFACE_THRESHOLDS = np.arange(0, 4, 0.01)
+INSIGHTFACE_VAL_THRESHOLDS = np.arange(0, 4, 0.001)
+SYNFACE_THRESHOLDS = np.arange(-1, 1, 0.005)
+SYNFACE_FOLDS = 10
+SYNFACE_COSINE_EPS = 1e-5
+
+
+# ----------------------------------------------------------------------------------------------
+# Input checks.
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_pairs(embeddings1, embeddings2, issame, nrof_folds: int):
+  """Validates and converts protocol inputs.
+
+  Args:
+    embeddings1: [N, D] first member of every pair.
+    embeddings2: [N, D] second member of every pair.
+    issame: [N] ground truth, bools or 0/1.
+    nrof_folds: number of cross-validation folds; N must be at least this.
+
+  Returns:
+    (embeddings1, embeddings2, issame) as float arrays and a bool array.
+
+  Raises:
+    ValueError: on inconsistent shapes, non-binary labels or too few pairs.
+  """
+  e1 = _as_float_matrix(embeddings1, 'embeddings1')
+  e2 = _as_float_matrix(embeddings2, 'embeddings2')
+  if e1.shape != e2.shape:
+    raise ValueError(f'embeddings1 and embeddings2 must have the same shape, got {e1.shape} '
+                     f'and {e2.shape}')
+  labels = np.asarray(issame)
+  if labels.ndim != 1 or labels.shape[0] != e1.shape[0]:
+    raise ValueError(f'issame must have shape ({e1.shape[0]},) to match the embeddings, got '
+                     f'{labels.shape}')
+  if labels.dtype != np.bool_:
+    if not np.all((labels == 0) | (labels == 1)):
+      raise ValueError('issame must hold booleans or 0/1 values')
+    labels = labels.astype(bool)
+  if nrof_folds < 2:
+    raise ValueError(f'nrof_folds must be at least 2, got {nrof_folds}')
+  if e1.shape[0] < nrof_folds:
+    raise ValueError(f'need at least {nrof_folds} pairs for {nrof_folds} folds, got '
+                     f'{e1.shape[0]}')
+  return e1, e2, labels
+
+
+def _as_float_matrix(x, name: str) -> np.ndarray:
+  """Returns ``x`` as a 2-D floating array (integer input becomes float64)."""
+  arr = np.asarray(x)
+  if arr.ndim != 2:
+    raise ValueError(f'{name} must be a 2-D [N, D] array, got shape {arr.shape}')
+  if not np.issubdtype(arr.dtype, np.floating):
+    arr = arr.astype(np.float64)
+  return arr
+
+
+# ----------------------------------------------------------------------------------------------
+# Folds.
+# ----------------------------------------------------------------------------------------------
+
+
+def insightface_fold_bounds(n: int, nrof_folds: int = 10) -> List[Tuple[int, int]]:
+  """Contiguous test folds of sklearn ``KFold(nrof_folds, shuffle=False)``.
+
+  Args:
+    n: number of pairs.
+    nrof_folds: number of folds.
+
+  Returns:
+    ``[(start, stop), ...]``; the first ``n % nrof_folds`` folds hold one extra pair.
+  """
+  sizes = np.full(nrof_folds, n // nrof_folds, dtype=np.int64)
+  sizes[:n % nrof_folds] += 1
+  stops = np.cumsum(sizes)
+  return [(int(stop - size), int(stop)) for size, stop in zip(sizes, stops)]
+
+
+def synface_fold_bounds(n: int, nrof_folds: int = SYNFACE_FOLDS) -> List[Tuple[int, int]]:
+  """SynFace's contiguous test folds ``[floor(i n / k), floor((i + 1) n / k))``."""
+  return [(i * n // nrof_folds, (i + 1) * n // nrof_folds) for i in range(nrof_folds)]
+
+
+def _split(n: int, start: int, stop: int) -> Tuple[np.ndarray, np.ndarray]:
+  """Returns (train indices, test indices) for the test block ``[start, stop)``."""
+  indices = np.arange(n)
+  test = (indices >= start) & (indices < stop)
+  return indices[~test], indices[test]
+
+
+# ----------------------------------------------------------------------------------------------
+# insightface protocol.
+# ----------------------------------------------------------------------------------------------
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+  """Row-wise L2 normalisation, applied once.
+
+  Rows whose norm is already 1 to within 64 ulp are returned unchanged, so embeddings the caller
+  normalised (as insightface does before ``evaluate``) are not normalised a second time; that
+  keeps the distances bit-identical to the reference. All-zero rows are left unchanged (as
+  sklearn's ``normalize``).
+  """
+  norms = np.sqrt(np.einsum('ij,ij->i', x, x))
+  tol = 64 * np.finfo(x.dtype).eps
+  norms[(norms == 0.0) | (np.abs(norms - 1.0) <= tol)] = 1.0
+  return x / norms[:, None]
+
+
+def squared_l2(embeddings1: np.ndarray, embeddings2: np.ndarray) -> np.ndarray:
+  """Squared L2 distance per pair, computed as insightface does."""
+  return np.sum(np.square(np.subtract(embeddings1, embeddings2)), 1)
+
+
+def _less_counts(dist: np.ndarray, issame: np.ndarray, thresholds: np.ndarray):
+  """Counts pairs with ``dist < threshold`` per threshold.
+
+  Returns:
+    (true accepts, false accepts, number of same pairs, number of different pairs); the first two
+    are int64 arrays over thresholds.
+  """
+  dist = dist.astype(np.float64)
+  same = np.sort(dist[issame])
+  diff = np.sort(dist[~issame])
+  tp = np.searchsorted(same, thresholds, side='left')
+  fp = np.searchsorted(diff, thresholds, side='left')
+  return tp, fp, same.size, diff.size
+
+
+def _rate(count: np.ndarray, total: int) -> np.ndarray:
+  """``count / total`` as float64, 0 where ``total`` is 0 (as insightface's tpr/fpr)."""
+  count = np.asarray(count, dtype=np.float64)
+  if total == 0:
+    return np.zeros_like(count)
+  return count / float(total)
+
+
+def _roc_and_accuracy(dist, issame, thresholds):
+  """insightface ``calculate_accuracy`` over a threshold grid.
+
+  Returns:
+    (tpr, fpr, accuracy), each float64 over thresholds.
+  """
+  tp, fp, n_same, n_diff = _less_counts(dist, issame, thresholds)
+  tn = n_diff - fp
+  tpr = _rate(tp, n_same)
+  fpr = _rate(fp, n_diff)
+  acc = (tp + tn).astype(np.float64) / float(dist.size)
+  return tpr, fpr, acc
+
+
+def slinear_interp(x: np.ndarray, y: np.ndarray, x_new: float) -> float:
+  """scipy<=1.8 ``interp1d(x, y, kind='slinear')(x_new)``, including repeated ``x`` values.
+
+  The data are stably sorted by ``x`` and evaluated as the degree-1 B-spline with knots
+  ``[x0, x..., x_last]`` and coefficients ``y`` (de Boor recursion, same operation order). For a
+  point strictly between two distinct ``x`` levels this is linear interpolation between the last
+  sample of the lower level and the first sample of the upper level.
+
+  Args:
+    x: [M] sample positions (M >= 2), any order, repeats allowed.
+    y: [M] sample values.
+    x_new: where to evaluate; must lie in ``[min(x), max(x)]``.
+
+  Returns:
+    The interpolated value as a float.
+
+  Raises:
+    ValueError: when ``x_new`` is outside the data range (interp1d's ``bounds_error``).
+  """
+  x = np.asarray(x, dtype=np.float64)
+  y = np.asarray(y, dtype=np.float64)
+  order = np.argsort(x, kind='mergesort')
+  xs, ys = x[order], y[order]
+  if not xs[0] <= x_new <= xs[-1]:
+    raise ValueError(f'{x_new} is outside the interpolation range [{xs[0]}, {xs[-1]}]')
+  knots = np.concatenate([xs[:1], xs, xs[-1:]])
+  n = xs.size
+  ell = int(np.searchsorted(knots, x_new, side='right')) - 1
+  ell = min(max(ell, 1), n - 1)
+  xa, xb = knots[ell], knots[ell + 1]
+  if xb == xa:
+    return 0.0
+  w = 1.0 / (xb - xa)
+  return float(ys[ell - 1] * (w * (xb - x_new)) + ys[ell] * (w * (x_new - xa)))
+
+
+def _val_far(dist, issame, threshold) -> Tuple[float, float]:
+  """insightface ``calculate_val_far``: (VAL, FAR) at one threshold, 0 for an empty class."""
+  predict = dist < threshold
+  n_same = int(np.sum(issame))
+  n_diff = int(issame.size - n_same)
+  true_accept = int(np.sum(predict & issame))
+  false_accept = int(np.sum(predict & ~issame))
+  val = float(true_accept) / float(n_same) if n_same else 0.0
+  far = float(false_accept) / float(n_diff) if n_diff else 0.0
+  return val, far
+
+
+def _val_threshold(dist, issame, thresholds, far_target) -> float:
+  """Threshold whose training FAR equals ``far_target`` (0.0 when FAR never reaches it)."""
+  _, fp, _, n_diff = _less_counts(dist, issame, thresholds)
+  far_train = _rate(fp, n_diff)
+  if np.max(far_train) >= far_target:
+    return slinear_interp(far_train, thresholds, far_target)
+  return 0.0
+
+
+def insightface_protocol(embeddings1,
+                         embeddings2,
+                         issame,
+                         nrof_folds: int = 10,
+                         far_target: float = 1e-3) -> Dict[str, Any]:
+  """arcface_torch ``evaluate()`` on already-computed (flip-summed) embeddings.
+
+  Args:
+    embeddings1: [N, D] first member of every pair.
+    embeddings2: [N, D] second member of every pair.
+    issame: [N] ground truth.
+    nrof_folds: number of contiguous cross-validation folds.
+    far_target: the false-accept rate at which VAL is reported.
+
+  Returns:
+    A dict with 'accuracy' (mean over folds), 'std' (population std), 'fold_accuracy',
+    'thresholds' (best threshold per fold), 'fold_sizes', 'roc_thresholds', 'tpr', 'fpr'
+    (fold-averaged ROC), 'val', 'val_std', 'far', 'fold_val', 'fold_far', 'val_thresholds'.
+  """
+  e1, e2, labels = _check_pairs(embeddings1, embeddings2, issame, nrof_folds)
+  dist = squared_l2(l2_normalize(e1), l2_normalize(e2))
+  n = dist.size
+  thresholds = INSIGHTFACE_THRESHOLDS
+  bounds = insightface_fold_bounds(n, nrof_folds)
+  accuracy = np.zeros(nrof_folds)
+  best = np.zeros(nrof_folds)
+  tprs = np.zeros((nrof_folds, thresholds.size))
+  fprs = np.zeros((nrof_folds, thresholds.size))
+  val = np.zeros(nrof_folds)
+  far = np.zeros(nrof_folds)
+  val_thresholds = np.zeros(nrof_folds)
+  for k, (start, stop) in enumerate(bounds):
+    train, test = _split(n, start, stop)
+    _, _, acc_train = _roc_and_accuracy(dist[train], labels[train], thresholds)
+    best[k] = thresholds[int(np.argmax(acc_train))]
+    tprs[k], fprs[k], _ = _roc_and_accuracy(dist[test], labels[test], thresholds)
+    _, _, acc_test = _roc_and_accuracy(dist[test], labels[test], best[k:k + 1])
+    accuracy[k] = acc_test[0]
+    val_thresholds[k] = _val_threshold(dist[train], labels[train], INSIGHTFACE_VAL_THRESHOLDS,
+                                       far_target)
+    val[k], far[k] = _val_far(dist[test], labels[test], val_thresholds[k])
+  return {
+      'accuracy': float(np.mean(accuracy)),
+      'std': float(np.std(accuracy)),
+      'fold_accuracy': accuracy,
+      'thresholds': best,
+      'fold_sizes': np.array([stop - start for start, stop in bounds], dtype=np.int64),
+      'roc_thresholds': thresholds,
+      'tpr': np.mean(tprs, 0),
+      'fpr': np.mean(fprs, 0),
+      'val': float(np.mean(val)),
+      'val_std': float(np.std(val)),
+      'far': float(np.mean(far)),
+      'fold_val': val,
+      'fold_far': far,
+      'val_thresholds': val_thresholds,
+  }
+
+
+# ----------------------------------------------------------------------------------------------
+# SynFace protocol.
+# ----------------------------------------------------------------------------------------------
+
+
+def synface_cosine(embeddings1: np.ndarray, embeddings2: np.ndarray) -> np.ndarray:
+  """SynFace's ``cosine_similarity`` per pair: ``dot / (|a| |b| + 1e-5)``."""
+  dots = np.sum(embeddings1 * embeddings2, 1)
+  norms = np.linalg.norm(embeddings1, axis=1) * np.linalg.norm(embeddings2, axis=1)
+  return dots / (norms + SYNFACE_COSINE_EPS)
+
+
+def _greater_correct(similarity, issame, thresholds) -> np.ndarray:
+  """Number of correct decisions per threshold when "same" means ``similarity > threshold``."""
+  similarity = similarity.astype(np.float64)
+  same = np.sort(similarity[issame])
+  diff = np.sort(similarity[~issame])
+  true_pos = same.size - np.searchsorted(same, thresholds, side='right')
+  true_neg = np.searchsorted(diff, thresholds, side='right')
+  return true_pos + true_neg
+
+
+def synface_protocol(embeddings1, embeddings2, issame) -> Dict[str, Any]:
+  """SynFace ``lfw_eval`` 10-fold protocol (no flip).
+
+  Args:
+    embeddings1: [N, D] first member of every pair.
+    embeddings2: [N, D] second member of every pair.
+    issame: [N] ground truth.
+
+  Returns:
+    A dict with 'accuracy' (mean over folds), 'std' (population std), 'fold_accuracy',
+    'thresholds' (best threshold per fold), 'fold_sizes' and 'similarity' (cosine per pair).
+  """
+  e1, e2, labels = _check_pairs(embeddings1, embeddings2, issame, SYNFACE_FOLDS)
+  similarity = synface_cosine(e1, e2)
+  n = similarity.size
+  thresholds = SYNFACE_THRESHOLDS
+  bounds = synface_fold_bounds(n)
+  accuracy = np.zeros(SYNFACE_FOLDS)
+  best = np.zeros(SYNFACE_FOLDS)
+  for k, (start, stop) in enumerate(bounds):
+    train, test = _split(n, start, stop)
+    correct = _greater_correct(similarity[train], labels[train], thresholds)
+    last_best = thresholds.size - 1 - int(np.argmax(correct[::-1]))
+    best[k] = thresholds[last_best]
+    correct_test = _greater_correct(similarity[test], labels[test], best[k:k + 1])
+    accuracy[k] = 1.0 * float(correct_test[0]) / float(test.size)
+  return {
+      'accuracy': float(np.mean(accuracy)),
+      'std': float(np.std(accuracy)),
+      'fold_accuracy': accuracy,
+      'thresholds': best,
+      'fold_sizes': np.array([stop - start for start, stop in bounds], dtype=np.int64),
+      'similarity': similarity,
+  }
+
+
+def verify(embeddings1, embeddings2, issame, protocol: str) -> Dict[str, Any]:
+  """Runs the named verification protocol ('insightface' or 'synface')."""
+  if protocol == 'insightface':
+    return insightface_protocol(embeddings1, embeddings2, issame)
+  if protocol == 'synface':
+    return synface_protocol(embeddings1, embeddings2, issame)
+  raise ValueError(f'unknown verification protocol {protocol!r}; expected one of {PROTOCOLS}')
+
+
+# ----------------------------------------------------------------------------------------------
+# insightface .bin packs.
+# ----------------------------------------------------------------------------------------------
+
+
+def _numpy_attr(module_names: Sequence[str], name: str):
+  """First ``name`` found in the numpy submodules ``module_names`` (numpy 1.x and 2.x)."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  for module_name in module_names:
+    try:
+      return getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError):
+      continue
+  raise pickle.UnpicklingError(f'numpy does not provide {name}')
+
+
+def _allowed_globals() -> Dict[Tuple[str, str], Callable[[], Any]]:
+  """The globals a verification pack may reference, each with a resolver."""
+  allowed = {}
+  for name in ('list', 'tuple', 'bool', 'bytes', 'bytearray', 'str', 'int', 'float', 'dict',
+               'set', 'frozenset'):
+    allowed[('builtins', name)] = (lambda name=name: getattr(__import__('builtins'), name))
+    allowed[('__builtin__', name)] = allowed[('builtins', name)]
+  allowed[('_codecs', 'encode')] = lambda: codecs.encode
+  for prefix in ('numpy.core', 'numpy._core'):
+    allowed[(prefix + '.multiarray', '_reconstruct')] = (
+        lambda: _numpy_attr(['numpy._core.multiarray', 'numpy.core.multiarray'], '_reconstruct'))
+    allowed[(prefix + '.numeric', '_frombuffer')] = (
+        lambda: _numpy_attr(['numpy._core.numeric', 'numpy.core.numeric'], '_frombuffer'))
+  allowed[('numpy', 'ndarray')] = lambda: np.ndarray
+  allowed[('numpy', 'dtype')] = lambda: np.dtype
+  return allowed
+
+
+class _PackUnpickler(pickle.Unpickler):
+  """Unpickler that only resolves the globals a verification pack needs."""
+
+  def __init__(self, file, path: str, **kwargs):
+    super().__init__(file, **kwargs)
+    self._path = path
+    self._allowed = _allowed_globals()
+
+  def find_class(self, module, name):
+    resolver = self._allowed.get((module, name))
+    if resolver is None:
+      raise pickle.UnpicklingError(
+          f'{self._path}: refusing to load global {module}.{name}; a verification pack may only '
+          f'hold image bytes, booleans and numpy uint8 buffers')
+    return resolver()
+
+
+def _unpickle_pack(path: str) -> Any:
+  """Loads a pack with the restricted unpickler, retrying Python-2 ``str`` data as bytes."""
+  with open(path, 'rb') as f:
+    raw = f.read()
+  try:
+    try:
+      return _PackUnpickler(io.BytesIO(raw), path).load()
+    except UnicodeDecodeError:
+      return _PackUnpickler(io.BytesIO(raw), path, encoding='bytes').load()
+  except pickle.UnpicklingError as e:
+    if path in str(e):
+      raise
+    raise pickle.UnpicklingError(f'{path}: not a readable verification pack ({e})') from e
+  except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
+    raise pickle.UnpicklingError(f'{path}: not a readable verification pack ({e})') from e
+
+
+def _as_jpeg_bytes(item, path: str, index: int) -> bytes:
+  """Raw encoded image bytes of one pack entry (bytes, str or a numpy uint8 buffer)."""
+  if isinstance(item, (bytes, bytearray, memoryview)):
+    return bytes(item)
+  if isinstance(item, str):
+    return item.encode('latin1')
+  if isinstance(item, np.ndarray) and item.dtype in (np.uint8, np.int8):
+    return item.tobytes()
+  raise ValueError(f'{path}: image {index} is a {type(item).__name__}, not encoded image bytes')
+
+
+def decode_image(data: bytes, source: str) -> np.ndarray:
+  """Decodes an encoded image to uint8 RGB [H, W, 3] with Pillow.
+
+  Args:
+    data: the encoded bytes (JPEG, PNG, ...).
+    source: description for error messages, e.g. ``'lfw.bin image 17'``.
+
+  Raises:
+    ValueError: naming ``source`` when the data cannot be decoded.
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  try:
+    with Image.open(io.BytesIO(data)) as image:
+      image.load()
+      return np.asarray(image.convert('RGB'), dtype=np.uint8)
+  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    raise ValueError(f'cannot decode {source}: {e}') from e
+
+
+def _stack_images(images: List[np.ndarray], source: str) -> np.ndarray:
+  """Stacks equally sized images, naming the first one whose size differs."""
+  if not images:
+    return np.zeros((0, 0, 0, 3), dtype=np.uint8)
+  for i, image in enumerate(images):
+    if image.shape != images[0].shape:
+      raise ValueError(f'{source}: image {i} has shape {image.shape}, image 0 has '
+                       f'{images[0].shape}; all images must have the same size')
+  return np.stack(images)
+
+
+def load_bin(path) -> Tuple[np.ndarray, np.ndarray]:
+  """Reads an insightface verification ``.bin`` pack.
+
+  The file is a pickle of ``(list of 2N encoded images, list of N bools)``; images ``2k`` and
+  ``2k + 1`` form pair ``k``. Python-3 (any protocol) and Python-2-era packs are accepted; only the
+  globals such packs need are resolved.
+
+  Args:
+    path: the ``.bin`` file.
+
+  Returns:
+    (images uint8 [2N, H, W, 3] RGB, issame bool [N]).
+
+  Raises:
+    pickle.UnpicklingError: for a disallowed global or a file that is not a pickle.
+    ValueError: for a wrong layout or an image that cannot be decoded (naming its index).
+  """
+  path = os.fspath(path)
+  obj = _unpickle_pack(path)
+  if not isinstance(obj, (tuple, list)) or len(obj) != 2:
+    raise ValueError(f'{path}: expected a pickled (images, issame) pair, got '
+                     f'{type(obj).__name__}')
+  bins, issame_list = obj
+  if not isinstance(bins, (list, tuple)) or not isinstance(issame_list, (list, tuple, np.ndarray)):
+    raise ValueError(f'{path}: expected lists of images and of issame flags')
+  if len(bins) != 2 * len(issame_list):
+    raise ValueError(f'{path}: {len(bins)} images for {len(issame_list)} pairs; expected '
+                     f'{2 * len(issame_list)}')
+  images = [
+      decode_image(_as_jpeg_bytes(item, path, i), f'{path} image {i}')
+      for i, item in enumerate(bins)
+  ]
+  issame = np.array([bool(x) for x in issame_list], dtype=bool)
+  return _stack_images(images, path), issame
+
+
+# ----------------------------------------------------------------------------------------------
+# LFW pairs.txt.
+# ----------------------------------------------------------------------------------------------
+
+
+def _lfw_image_path(root: str, name: str, index: int) -> str:
+  """``root/name/name_%04d.jpg``, or the ``.png`` sibling when only that exists."""
+  stem = os.path.join(root, name, f'{name}_{index:04d}')
+  if not os.path.isfile(stem + '.jpg') and os.path.isfile(stem + '.png'):
+    return stem + '.png'
+  return stem + '.jpg'
+
+
+def _parse_header(line: str, pairs_txt: str) -> int:
+  """Number of pair lines announced by the first line ("10 300" or a single count)."""
+  fields = line.split()
+  try:
+    values = [int(v) for v in fields]
+  except ValueError:
+    values = []
+  if len(values) not in (1, 2) or min(values) <= 0:
+    raise ValueError(f'{pairs_txt}:1: malformed header {line.strip()!r}; expected '
+                     f'"<folds> <pairs per fold>" or "<pairs per class>"')
+  return 2 * int(np.prod(values))
+
+
+def _parse_pair_line(line: str) -> Tuple[str, int, str, int]:
+  """Splits ``name i j`` or ``name1 i name2 j`` into (name1, i, name2, j); raises ValueError."""
+  fields = line.split()
+  if len(fields) == 3:
+    name1, i, j = fields
+    name2 = name1
+  elif len(fields) == 4:
+    name1, i, name2, j = fields
+  else:
+    raise ValueError(f'expected 3 or 4 fields, got {len(fields)}')
+  return name1, int(i), name2, int(j)
+
+
+def load_pairs_txt(root, pairs_txt) -> Tuple[List[str], List[str], np.ndarray]:
+  """Parses LFW's ``pairs.txt``.
+
+  Args:
+    root: the image folder holding ``name/name_%04d.jpg`` (or ``.png``).
+    pairs_txt: the pairs file; its first line is ``"<folds>\\t<pairs per fold>"`` or one count,
+      then ``name idx1 idx2`` (same person) or ``name1 idx1 name2 idx2`` (different).
+
+  Returns:
+    (paths1, paths2, issame bool [N]) in file order.
+
+  Raises:
+    ValueError: naming the pairs file, the line number and the offending line or image file.
+  """
+  root = os.fspath(root)
+  pairs_txt = os.fspath(pairs_txt)
+  with open(pairs_txt, encoding='utf-8') as f:
+    lines = f.read().splitlines()
+  if not lines:
+    raise ValueError(f'{pairs_txt}: empty pairs file')
+  expected = _parse_header(lines[0], pairs_txt)
+  paths1, paths2, issame = [], [], []
+  for line_no, line in enumerate(lines[1:], start=2):
+    if not line.strip():
+      continue
+    try:
+      name1, i, name2, j = _parse_pair_line(line)
+    except ValueError as e:
+      raise ValueError(f'{pairs_txt}:{line_no}: malformed pair line {line.strip()!r} '
+                       f'({e})') from None
+    for name, index, out in ((name1, i, paths1), (name2, j, paths2)):
+      path = _lfw_image_path(root, name, index)
+      if not os.path.isfile(path):
+        raise ValueError(f'{pairs_txt}:{line_no}: image file {path} does not exist')
+      out.append(path)
+    issame.append(name1 == name2)
+  if len(issame) != expected:
+    raise ValueError(f'{pairs_txt}: header announces {expected} pairs, found {len(issame)}')
+  return paths1, paths2, np.array(issame, dtype=bool)
+
+
+def load_pair_images(paths1: Sequence[str],
+                     paths2: Sequence[str],
+                     issame=None) -> Tuple[np.ndarray, np.ndarray]:
+  """Decodes pair images into the interleaved ``.bin`` layout.
+
+  Args:
+    paths1: first image of every pair.
+    paths2: second image of every pair.
+    issame: optional [N] ground truth; by default a pair is "same" when both files sit in folders
+      of the same name (the LFW layout).
+
+  Returns:
+    (images uint8 [2N, H, W, 3] RGB, rows 2k and 2k + 1 are pair k; issame bool [N]).
+  """
+  if len(paths1) != len(paths2):
+    raise ValueError(f'paths1 and paths2 differ in length: {len(paths1)} and {len(paths2)}')
+  if issame is None:
+    issame = [
+        os.path.basename(os.path.dirname(os.fspath(a))) ==
+        os.path.basename(os.path.dirname(os.fspath(b))) for a, b in zip(paths1, paths2)
+    ]
+  issame = np.asarray(issame, dtype=bool)
+  if issame.shape != (len(paths1),):
+    raise ValueError(f'issame must have shape ({len(paths1)},), got {issame.shape}')
+  images = []
+  for a, b in zip(paths1, paths2):
+    for path in (a, b):
+      with open(path, 'rb') as f:
+        images.append(decode_image(f.read(), os.fspath(path)))
+  return _stack_images(images, 'pair images'), issame
+
+
+# ----------------------------------------------------------------------------------------------
+# Embedding + protocol.
+# ----------------------------------------------------------------------------------------------
+
+
+def normalize_images(images: np.ndarray) -> np.ndarray:
+  """uint8 pixels to float32 ``(x / 255 - 0.5) / 0.5``."""
+  return ((images.astype(np.float32) / 255.0) - 0.5) / 0.5
+
+
+def embed_images(embed_fn: Callable[[np.ndarray], Any],
+                 images: np.ndarray,
+                 batch_size: int = 64,
+                 flip: bool = False) -> np.ndarray:
+  """Embeds uint8 NHWC images in fixed-size batches.
+
+  The last batch is padded (with copies of its first image) to ``batch_size`` so that a jitted
+  ``embed_fn`` sees one shape; the padding rows are dropped.
+
+  Args:
+    embed_fn: normalised float32 [B, H, W, 3] -> embeddings [B, D] (numpy or jax).
+    images: uint8 [M, H, W, 3].
+    batch_size: batch size passed to ``embed_fn``.
+    flip: when True, returns ``embed(x) + embed(x flipped along the width)``.
+
+  Returns:
+    float32/float64 embeddings [M, D] as a numpy array.
+  """
+  if batch_size < 1:
+    raise ValueError(f'batch_size must be positive, got {batch_size}')
+  outputs = []
+  for start in range(0, images.shape[0], batch_size):
+    batch = images[start:start + batch_size]
+    real = batch.shape[0]
+    if real < batch_size:
+      pad = np.repeat(batch[:1], batch_size - real, axis=0)
+      batch = np.concatenate([batch, pad], axis=0)
+    x = normalize_images(batch)
+    emb = np.asarray(embed_fn(x))
+    if flip:
+      emb = emb + np.asarray(embed_fn(np.ascontiguousarray(x[:, :, ::-1])))
+    if emb.ndim != 2 or emb.shape[0] != batch_size:
+      raise ValueError(f'embed_fn must return [{batch_size}, D] embeddings, got {emb.shape}')
+    outputs.append(emb[:real])
+  return np.concatenate(outputs, axis=0)
+
+
+def evaluate_pairs(embed_fn: Callable[[np.ndarray], Any],
+                   images: np.ndarray,
+                   issame,
+                   protocol: str,
+                   batch_size: int = 64) -> Dict[str, Any]:
+  """Embeds interleaved pair images and runs a verification protocol.
+
+  Args:
+    embed_fn: normalised float32 [B, H, W, 3] -> embeddings [B, D].
+    images: uint8 [2N, H, W, 3]; rows 2k and 2k + 1 are pair k.
+    issame: [N] ground truth.
+    protocol: 'insightface' (flip-sum embeddings) or 'synface' (no flip).
+    batch_size: batch size passed to ``embed_fn``.
+
+  Returns:
+    The protocol's result dict (see :func:`verify`).
+  """
+  if protocol not in PROTOCOLS:
+    raise ValueError(f'unknown verification protocol {protocol!r}; expected one of {PROTOCOLS}')
+  images = np.asarray(images)
+  issame = np.asarray(issame)
+  if images.ndim != 4 or images.shape[-1] != 3:
+    raise ValueError(f'images must be [2N, H, W, 3], got shape {images.shape}')
+  if images.shape[0] != 2 * issame.shape[0]:
+    raise ValueError(f'{images.shape[0]} images for {issame.shape[0]} pairs; expected '
+                     f'{2 * issame.shape[0]}')
+  embeddings = embed_images(embed_fn, images, batch_size, flip=protocol == 'insightface')
+  return verify(embeddings[0::2], embeddings[1::2], issame, protocol)
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line.
+# ----------------------------------------------------------------------------------------------
+
+
+class UserError(Exception):
+  """An error caused by the command-line input; reported in one line without a traceback."""
+
+
+def _load_npz_keys(path: str, keys: Sequence[str]) -> Dict[str, np.ndarray]:
+  """Loads ``keys`` from an ``.npz``, naming the file and key on failure."""
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      if not hasattr(data, 'files'):
+        raise UserError(f'{path}: not an .npz archive')
+      missing = [k for k in keys if k not in data.files]
+      if missing:
+        raise UserError(f'{path}: missing key {missing[0]!r} (has {sorted(data.files)})')
+      return {k: data[k] for k in keys}
+  except (OSError, ValueError, EOFError) as e:
+    raise UserError(f'{path}: cannot read .npz ({e})') from e
+
+
+def _summary(result: Dict[str, Any], protocol: str) -> Dict[str, Any]:
+  """The JSON-ready subset of a protocol result."""
+  out = {
+      'accuracy': result['accuracy'],
+      'std': result['std'],
+      'thresholds': [float(t) for t in result['thresholds']],
+  }
+  if protocol == 'insightface':
+    out.update(val=result['val'], val_std=result['val_std'], far=result['far'])
+  return out
+
+
+def _cmd_pairs(args) -> None:
+  """``pairs``: runs a protocol on stored embeddings and prints one JSON line."""
+  data = _load_npz_keys(args.embeddings, ('embeddings1', 'embeddings2', 'issame'))
+  try:
+    result = verify(data['embeddings1'], data['embeddings2'], data['issame'], args.protocol)
+  except ValueError as e:
+    raise UserError(f'{args.embeddings}: {e}') from e
+  print(json.dumps(_summary(result, args.protocol)))
+
+
+def _cmd_bin(args) -> None:
+  """``bin``: decodes a ``.bin`` pack to an ``.npz`` with ``images`` and ``issame``."""
+  try:
+    images, issame = load_bin(args.bin)
+  except (OSError, ValueError, pickle.UnpicklingError) as e:
+    raise UserError(str(e) if args.bin in str(e) else f'{args.bin}: {e}') from e
+  try:
+    np.savez(args.out, images=images, issame=issame)
+  except OSError as e:
+    raise UserError(f'{args.out}: cannot write ({e})') from e
+  print(json.dumps({'out': args.out, 'pairs': int(issame.size), 'image_shape':
+                    list(images.shape[1:])}))
+
+
+def build_parser() -> argparse.ArgumentParser:
+  """The ``python -m synface_jax.evaluate`` argument parser."""
+  parser = argparse.ArgumentParser(prog='python -m synface_jax.evaluate',
+                                   description='Face verification protocols and pair packs.')
+  sub = parser.add_subparsers(dest='command', required=True)
+  pairs = sub.add_parser('pairs', help='verification accuracy from stored pair embeddings')
+  pairs.add_argument('--embeddings', required=True,
+                     help='.npz with embeddings1 [N, D], embeddings2 [N, D], issame [N]')
+  pairs.add_argument('--protocol', required=True, choices=PROTOCOLS)
+  pairs.set_defaults(func=_cmd_pairs)
+  pack = sub.add_parser('bin', help='decode an insightface .bin pack to .npz')
+  pack.add_argument('--bin', required=True, help='the .bin verification pack')
+  pack.add_argument('--out', required=True, help='output .npz (images, issame)')
+  pack.set_defaults(func=_cmd_bin)
+  return parser
+
+
+def main(argv=None) -> int:
+  """Command-line entry point; returns the exit status."""
+  args = build_parser().parse_args(argv)
+  try:
+    args.func(args)
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
