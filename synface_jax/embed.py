@@ -1,0 +1,132 @@
+"""Face embeddings of an image array with a trained or converted IResNet backbone.
+
+Usage:
+  python -m synface_jax.embed --checkpoint DIR --arch r18 [--width 1.0] \
+      --images X.npy --out Y.npy [--flip] [--batch 64]
+
+X is uint8 NHWC RGB (normalised here as (x / 255 - 0.5) / 0.5) or float NHWC already normalised.
+Y is float32 [N, num_features], not L2-normalised; with --flip each row is
+embedding(x) + embedding(horizontally flipped x), insightface's flip sum.
+"""
+import argparse
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from synface_jax.models import iresnet
+from synface_jax.models.checkpoint import load_backbone
+
+
+def normalize_images(images):
+  """uint8 pixels -> (x / 255 - 0.5) / 0.5 in float32; float images are taken as normalised."""
+  if images.dtype == jnp.uint8:
+    return (images.astype(jnp.float32) / 255.0 - 0.5) / 0.5
+  return images.astype(jnp.float32)
+
+
+def make_embed_fn(model, variables, flip=False):
+  """Jitted eval-mode embedding function images [B, H, W, 3] -> float32 [B, num_features].
+
+  Args:
+    model: a Flax backbone taking (x, train).
+    variables: its {'params', 'batch_stats'}.
+    flip: add the embedding of the horizontally flipped images.
+  """
+  @jax.jit
+  def embed(variables, images):
+    x = normalize_images(images)
+    if flip:
+      both = model.apply(variables, jnp.concatenate([x, x[:, :, ::-1]]), train=False)
+      return (both[:x.shape[0]] + both[x.shape[0]:]).astype(jnp.float32)
+    return model.apply(variables, x, train=False).astype(jnp.float32)
+
+  variables = jax.device_put(variables)
+  return lambda images: embed(variables, images)
+
+
+def embed_array(embed_fn, images, batch_size):
+  """Embeds all images in batches of batch_size (the last one padded), as numpy float32."""
+  outputs = []
+  for start in range(0, len(images), batch_size):
+    chunk = images[start:start + batch_size]
+    padded = np.concatenate(
+        [chunk, np.zeros((batch_size - len(chunk),) + chunk.shape[1:], chunk.dtype)])
+    outputs.append(np.asarray(embed_fn(padded))[:len(chunk)])
+  return np.concatenate(outputs).astype(np.float32)
+
+
+def check_images(images, name):
+  """Raises ValueError naming `name` unless images is uint8/float NHWC RGB with sides % 16 == 0."""
+  if images.ndim != 4:
+    raise ValueError(f'{name}: expected NHWC images with 4 dims, got shape {images.shape}')
+  if images.shape[-1] != 3:
+    raise ValueError(f'{name}: expected 3 RGB channels last, got shape {images.shape}')
+  if images.dtype != np.uint8 and not np.issubdtype(images.dtype, np.floating):
+    raise ValueError(f'{name}: expected uint8 or float images, got dtype {images.dtype}')
+  if images.shape[1] % 16 or images.shape[2] % 16:
+    raise ValueError(f'{name}: height and width must be divisible by 16, got '
+                     f'{images.shape[1]}x{images.shape[2]}')
+  if len(images) == 0:
+    raise ValueError(f'{name}: no images')
+
+
+def _shapes(variables):
+  """Leaf path -> shape of a variables tree."""
+  flat, _ = jax.tree_util.tree_flatten_with_path(variables)
+  return {jax.tree_util.keystr(path): tuple(np.shape(leaf)) for path, leaf in flat}
+
+
+def check_variables(model, variables, image_hw, name):
+  """Raises ValueError naming `name` if the variables do not fit the model at this image size."""
+  expected = jax.eval_shape(
+      lambda: model.init(jax.random.key(0), jnp.zeros((1, *image_hw, 3)), train=False))
+  want, got = _shapes(dict(expected)), _shapes(dict(variables))
+  if want != got:
+    key = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))[0]
+    if key not in got:
+      problem = 'is missing from the checkpoint'
+    elif key not in want:
+      problem = 'is not part of this model'
+    else:
+      problem = f'has shape {got[key]}, the model expects {want[key]}'
+    raise ValueError(f'{name}: variables do not fit {type(model).__name__} at {image_hw[0]}x'
+                     f'{image_hw[1]} images (check arch, width and image size): {key} {problem}')
+
+
+def load_images(path):
+  """Loads and checks a .npy image array; errors name the file."""
+  try:
+    images = np.load(path, allow_pickle=False)
+  except ValueError as e:
+    raise ValueError(f'{path}: not a plain .npy array ({e})') from None
+  check_images(images, path)
+  return images
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--checkpoint', required=True,
+                      help='CheckpointManager directory or training workdir')
+  parser.add_argument('--arch', required=True, help='r18, r34, r50, r100 or r200')
+  parser.add_argument('--width', type=float, default=1.0, help='channel multiplier')
+  parser.add_argument('--images', required=True, help='.npy of NHWC RGB images')
+  parser.add_argument('--out', required=True, help='.npy to write the embeddings to')
+  parser.add_argument('--flip', action='store_true', help='add the flipped-image embedding')
+  parser.add_argument('--batch', type=int, default=64, help='images per forward pass')
+  args = parser.parse_args(argv)
+  try:
+    images = load_images(args.images)
+    model = iresnet(args.arch, width=args.width)
+    variables, step = load_backbone(args.checkpoint)
+    check_variables(model, variables, images.shape[1:3], args.checkpoint)
+    embeddings = embed_array(make_embed_fn(model, variables, args.flip), images, args.batch)
+    np.save(args.out, embeddings)
+  except (OSError, ValueError) as e:
+    sys.exit(f'embed: {e}')
+  print(f'wrote {embeddings.shape} embeddings from step {step} to {args.out}')
+
+
+if __name__ == '__main__':
+  main()
