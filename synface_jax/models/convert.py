@@ -51,7 +51,8 @@ def rebuild_tensor(storage, storage_offset, size, stride, *unused_args):
   if len(size) != len(stride):
     raise pickle.UnpicklingError(f'tensor size {size} and stride {stride} differ in length')
   if not isinstance(storage, np.ndarray):
-    raise pickle.UnpicklingError(f'tensor storage must be a persistent storage, not {type(storage).__name__}')
+    raise pickle.UnpicklingError(
+        f'tensor storage must be a persistent storage, not {type(storage).__name__}')
   if any(s < 0 for s in size) or any(s < 0 for s in stride) or storage_offset < 0:
     raise pickle.UnpicklingError(f'negative tensor size/stride/offset: {size}, {stride}')
   if 0 in size:
