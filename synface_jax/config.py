@@ -108,7 +108,8 @@ def apply_preset(c: ml_collections.ConfigDict, arg: str | None) -> ml_collection
   """
   if not arg:
     return c
-  tokens = [t.strip() for t in arg.split(',') if t.strip()]
+  # Split on the commas that start a new token: sampler specs have commas of their own.
+  tokens = [t.strip() for t in re.split(r',(?=\s*(?:\w+=|(?:Real|Syn|Mix)_))', arg) if t.strip()]
   for token in tokens:
     if '=' in token:
       key, value = token.split('=', 1)

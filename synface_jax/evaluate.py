@@ -703,6 +703,64 @@ def evaluate_pairs(embed_fn: Callable[[np.ndarray], Any],
   return verify(embeddings[0::2], embeddings[1::2], issame, protocol)
 
 
+def load_pair_source(source: str) -> Tuple[np.ndarray, np.ndarray]:
+  """Interleaved pair images and issame from a '.bin' pack or an 'IMAGE_ROOT:pairs.txt' source."""
+  if source.endswith('.bin'):
+    return load_bin(source)
+  root, sep, pairs_txt = source.rpartition(':')
+  if not sep or not root:
+    raise ValueError(f'eval.pairs entry {source!r}: expected a .bin file or IMAGE_ROOT:pairs.txt')
+  paths1, paths2, issame = load_pairs_txt(root, pairs_txt)
+  return load_pair_images(paths1, paths2, issame)
+
+
+def fit_to_size(images: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+  """Centre-crops uint8 [N, H, W, 3] images to the aspect of size=(h, w), then resizes (bilinear)."""
+  h, w = size
+  n, ih, iw, _ = images.shape
+  if (ih, iw) == (h, w):
+    return images
+  crop_h, crop_w = min(ih, iw * h // w), min(iw, ih * w // h)
+  top, left = (ih - crop_h) // 2, (iw - crop_w) // 2
+  images = images[:, top:top + crop_h, left:left + crop_w]
+  if (crop_h, crop_w) == (h, w):
+    return images
+  from PIL import Image
+  return np.stack([np.asarray(Image.fromarray(im).resize((w, h), Image.BILINEAR)) for im in images])
+
+
+class PairEvaluator:
+  """Verification of the backbone being trained on the pair sets named in config.eval.pairs.
+
+  The pair images are loaded once; each call embeds them in eval mode and returns
+  {'eval/NAME/accuracy': ..., 'eval/NAME/std': ..., and for insightface 'eval/NAME/val'}.
+  """
+
+  def __init__(self, config, model):
+    import jax
+    self.protocol = config.eval.protocol
+    self.batch_size = config.eval.batch_size
+    size = tuple(config.model.input_size)
+    self.sets = {}
+    for source in config.eval.pairs:
+      images, issame = load_pair_source(source)
+      name = os.path.splitext(os.path.basename(source.rpartition(':')[0] or source))[0]
+      self.sets[name] = (fit_to_size(images, size), issame)
+    self._embed = jax.jit(lambda variables, x: model.apply(variables, x, train=False))
+
+  def __call__(self, params, batch_stats) -> Dict[str, float]:
+    variables = {'params': params, 'batch_stats': batch_stats}
+    embed_fn = lambda x: self._embed(variables, x)
+    results = {}
+    for name, (images, issame) in self.sets.items():
+      r = evaluate_pairs(embed_fn, images, issame, self.protocol, self.batch_size)
+      results[f'eval/{name}/accuracy'] = float(r['accuracy'])
+      results[f'eval/{name}/std'] = float(r['std'])
+      if 'val' in r:
+        results[f'eval/{name}/val'] = float(r['val'])
+    return results
+
+
 # ----------------------------------------------------------------------------------------------
 # Command line.
 # ----------------------------------------------------------------------------------------------

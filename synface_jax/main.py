@@ -5,6 +5,7 @@
 
 Rerunning the same command resumes from the latest checkpoint in --workdir.
 """
+import logging as pylogging
 import os
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -24,9 +25,18 @@ config_flags.DEFINE_config_file('config', None, 'A configs/*.py file, optionally
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+class _QuietLibraries(pylogging.Filter):
+  """Keeps the libraries' INFO chatter (checkpoint I/O, backend probing) out of the progress log."""
+  NOISY = ('/orbax/', '/jax/_src/', '/etils/')
+
+  def filter(self, record):
+    return record.levelno >= pylogging.WARNING or not any(n in record.pathname for n in self.NOISY)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  logging.get_absl_handler().addFilter(_QuietLibraries())
   config = FLAGS.config
   config_lib.validate(config)
   if FLAGS.distributed:

@@ -14,6 +14,7 @@ head over synthetic classes [0, N_syn) followed by real classes [N_syn, N_syn + 
 import os
 from typing import Any, Callable
 
+from absl import logging
 import flax
 import jax
 import jax.numpy as jnp
@@ -24,7 +25,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from synface_jax import losses, mixup, sharding
 from synface_jax.mixup import SoftLabel
-from synface_jax.models import iresnet
+from synface_jax import models
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -41,8 +42,8 @@ class TrainMetrics(clu_metrics.Collection):
   learning_rate: clu_metrics.LastValue.from_output('learning_rate')
 
 
-def create_model(config: ml_collections.ConfigDict) -> iresnet.IResNet:
-  return iresnet.iresnet(
+def create_model(config: ml_collections.ConfigDict) -> models.IResNet:
+  return models.iresnet(
       config.model.arch, width=config.model.width, num_features=config.model.num_features,
       dropout=config.model.dropout, dtype=jnp.dtype(config.model.dtype))
 
@@ -238,7 +239,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if start is not None:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
     state = manager.restore(start, args=ocp.args.StandardRestore(abstract))
-    print(f'Resumed from {workdir}/checkpoints at step {start}', flush=True)
+    logging.info('Resumed from %s/checkpoints at step %d', workdir, start)
   start = int(state.step)
 
   step_fn = jit_train_step(
@@ -254,9 +255,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   hooks = [report]
   train_metrics = None
   summary = {}
-  print(f'Training {config.regime}: {num_classes} classes, {num_steps} steps '
-        f'({per_epoch} per epoch), batch {config.optim.batch_size}, mesh {dict(mesh.shape)}',
-        flush=True)
+  logging.info('Training %s: %d classes, steps %d..%d (%d per epoch), batch %d, mesh %s',
+               config.regime, num_classes, start + 1, num_steps, per_epoch,
+               config.optim.batch_size, dict(mesh.shape))
   for step in range(start + 1, num_steps + 1):
     with jax.profiler.StepTraceAnnotation('train', step_num=step):
       batch = next(real_iter) if real_iter else None
@@ -267,7 +268,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if step % config.log_every_steps == 0 or step == num_steps:
       summary = {f'train/{k}': float(v) for k, v in train_metrics.compute().items()}
       writer.write_scalars(step, summary)
-      print(f'step {step}: ' + ', '.join(f'{k} {v:.4f}' for k, v in summary.items()), flush=True)
       train_metrics = None
     if evaluator and config.eval.every_steps and step % config.eval.every_steps == 0:
       summary.update(_evaluate(evaluator, state, writer, step))
@@ -284,7 +284,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def _evaluate(evaluator, state, writer, step) -> dict:
   results = evaluator(state.params['backbone'], state.batch_stats)
   writer.write_scalars(step, results)
-  print(f'eval at step {step}: ' + ', '.join(f'{k} {v:.4f}' for k, v in results.items()), flush=True)
   return results
 
 

@@ -1,0 +1,188 @@
+"""Throughput of the train step, of the mixups and of face generation.
+
+    python -m synface_jax.benchmark step --arch r18 --batch 32
+    python -m synface_jax.benchmark step --arch r50 --batch 256 --dtype bfloat16 --classes 100000 \
+        --peak-tflops 989
+    python -m synface_jax.benchmark mixup --batch 512
+    python -m synface_jax.benchmark generate --batch 64
+
+Each prints readable lines and, last, one JSON line with every figure. Measured after compilation,
+blocking on the results; the machine's noise is yours to average out (use --steps).
+Nothing here imports TensorFlow.
+"""
+import argparse
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _time(fn, args, steps: int):
+  """Compile time, then mean seconds per call over `steps` calls (after one warm-up call)."""
+  t0 = time.perf_counter()
+  compiled = fn.lower(*args).compile()
+  compile_s = time.perf_counter() - t0
+  out = compiled(*args)
+  jax.block_until_ready(out)
+  t0 = time.perf_counter()
+  for _ in range(steps):
+    out = compiled(*args)
+  jax.block_until_ready(out)
+  return compiled, compile_s, (time.perf_counter() - t0) / steps
+
+
+def _flops(compiled) -> float:
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else {}
+  return float((cost or {}).get('flops', 0.0))
+
+
+def _config(args):
+  from synface_jax import config as config_lib
+  c = config_lib.base_config()
+  c.regime = args.regime
+  c.model.arch = args.arch
+  c.model.width = args.width
+  c.model.dtype = args.dtype
+  c.model.input_size = tuple(args.size)
+  c.optim.batch_size = args.batch
+  c.real.path = '<random images>'
+  if args.regime != 'real':
+    c.synthetic.num_identities = args.classes
+    c.generator.name = args.generator
+    c.generator.image_size = tuple(args.size)
+    c.im.enabled = args.im
+    c.dm.enabled = args.dm and args.regime == 'mixed'
+  return c
+
+
+def bench_step(args) -> dict:
+  """One full train step (backbone + head + loss + SGD) on random data; donated state."""
+  from synface_jax import generators, sharding, train
+  config = _config(args)
+  mesh = sharding.make_mesh(-1, args.model_axis)
+  model = train.create_model(config)
+  schedule = train.learning_rate_schedule(config, 1000)
+  tx = train.make_optimizer(config, schedule)
+  num_real = args.classes if args.regime != 'synthetic' else 0
+  num_classes = (args.classes if args.regime != 'real' else 0) + num_real
+  state = train.init_state(model, tx, num_classes, jax.random.key(0), mesh, tuple(args.size))
+  generator = gen_params = None
+  if args.regime != 'real':
+    generator = generators.get_generator(config.generator)
+    gen_params = generator.init(jax.random.key(1))
+  real = None
+  if args.regime != 'synthetic':
+    rng = np.random.default_rng(0)
+    real = sharding.host_local_to_global({
+        'image': rng.uniform(-1, 1, (args.batch, *args.size, 3)).astype(np.float32),
+        'label': rng.integers(0, num_real, args.batch).astype(np.int32)}, mesh)
+  step = train.jit_train_step(
+      train.make_train_step(config, model, tx, schedule, mesh, generator=generator,
+                            num_real_images=num_real * 10), state, mesh)
+  key = jax.random.key(2)
+  t0 = time.perf_counter()
+  compiled = step.lower(state, gen_params, real, key).compile()
+  compile_s = time.perf_counter() - t0
+  flops = _flops(compiled)
+  state, _ = compiled(state, gen_params, real, key)  # Warm-up; the state is donated, so chain it.
+  jax.block_until_ready(state)
+  t0 = time.perf_counter()
+  for _ in range(args.steps):
+    state, metrics = compiled(state, gen_params, real, key)
+  jax.block_until_ready((state, metrics))
+  step_s = (time.perf_counter() - t0) / args.steps
+  result = {
+      'benchmark': 'step', 'device': str(jax.devices()[0].device_kind), 'devices': jax.device_count(),
+      'arch': args.arch, 'width': args.width, 'dtype': args.dtype, 'regime': args.regime,
+      'batch': args.batch, 'classes': num_classes, 'input_size': list(args.size),
+      'compile_s': round(compile_s, 3), 'ms_per_step': round(step_s * 1e3, 3),
+      'images_per_s': round(args.batch / step_s, 1), 'flops_per_step': flops,
+      'tflops_per_s': round(flops / step_s / 1e12, 3)}
+  if args.peak_tflops:
+    result['mfu'] = round(flops / step_s / (args.peak_tflops * 1e12 * jax.device_count()), 4)
+  return result
+
+
+def bench_mixup(args) -> dict:
+  """Identity mixup (coefficients + soft labels) and domain mixup (images) on their own."""
+  from synface_jax import mixup
+  from synface_jax.mixup import SoftLabel
+  b, (h, w) = args.batch, args.size
+  phi_sampler = mixup.make_sampler('synface')
+  psi_sampler = mixup.make_sampler('synface')
+
+  @jax.jit
+  def both(key, coeffs, x_syn, x_real):
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    ids = jax.random.randint(k1, (b,), 0, coeffs.shape[0])
+    partners = mixup.sample_partners(k2, ids, coeffs.shape[0])
+    mixed, label = mixup.identity_mixup(coeffs[ids], coeffs[partners], ids, partners,
+                                        phi_sampler(k3, (b,)))
+    real_label = SoftLabel.one_hot(jnp.zeros((b,), jnp.int32))
+    x, label = mixup.domain_mixup(x_syn, label, x_real, real_label, psi_sampler(k4, ()))
+    return mixed, x, label
+
+  rng = np.random.default_rng(0)
+  coeffs = jnp.asarray(rng.normal(size=(10_000, 160)), jnp.float32)
+  x_syn = jnp.asarray(rng.uniform(-1, 1, (b, h, w, 3)), jnp.float32)
+  x_real = jnp.asarray(rng.uniform(-1, 1, (b, h, w, 3)), jnp.float32)
+  _, compile_s, step_s = _time(both, (jax.random.key(0), coeffs, x_syn, x_real), args.steps)
+  return {'benchmark': 'mixup', 'device': str(jax.devices()[0].device_kind), 'batch': b,
+          'input_size': [h, w], 'compile_s': round(compile_s, 3),
+          'ms_per_batch': round(step_s * 1e3, 3), 'images_per_s': round(b / step_s, 1)}
+
+
+def bench_generate(args) -> dict:
+  """Identity sampling + rendering of aligned faces, as the train step does it."""
+  import ml_collections
+  from synface_jax import generators, mixup, train
+  gconf = ml_collections.ConfigDict({'name': args.generator, 'image_size': tuple(args.size)})
+  generator = generators.get_generator(gconf)
+  params = generator.init(jax.random.key(0))
+  phi = mixup.make_sampler('synface') if args.im else None
+  fn = jax.jit(lambda key: train.synthetic_batch(generator, params, key, args.batch,
+                                                 args.classes, 0, phi, draw_seed=0))
+  _, compile_s, step_s = _time(fn, (jax.random.key(1),), args.steps)
+  return {'benchmark': 'generate', 'generator': args.generator,
+          'device': str(jax.devices()[0].device_kind), 'batch': args.batch,
+          'input_size': list(args.size), 'identity_mixup': args.im, 'compile_s': round(compile_s, 3),
+          'ms_per_batch': round(step_s * 1e3, 3), 'images_per_s': round(args.batch / step_s, 1)}
+
+
+def _size(text: str):
+  h, w = text.lower().split('x')
+  return int(h), int(w)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(prog='python -m synface_jax.benchmark', description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('what', choices=('step', 'mixup', 'generate'))
+  parser.add_argument('--arch', default='r18')
+  parser.add_argument('--width', type=float, default=1.0)
+  parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
+  parser.add_argument('--batch', type=int, default=32)
+  parser.add_argument('--size', type=_size, default=(112, 112), help='HxW, e.g. 112x96')
+  parser.add_argument('--classes', type=int, default=10_000, help='identities per domain')
+  parser.add_argument('--regime', default='real', choices=('real', 'synthetic', 'mixed'))
+  parser.add_argument('--generator', default='procedural')
+  parser.add_argument('--im', action=argparse.BooleanOptionalAction, default=True)
+  parser.add_argument('--dm', action=argparse.BooleanOptionalAction, default=True)
+  parser.add_argument('--model-axis', type=int, default=1)
+  parser.add_argument('--steps', type=int, default=10)
+  parser.add_argument('--peak-tflops', type=float, default=0.0,
+                      help='per-device peak, for MFU (H100 SXM bf16 dense: 989)')
+  args = parser.parse_args(argv)
+  result = {'step': bench_step, 'mixup': bench_mixup, 'generate': bench_generate}[args.what](args)
+  for k, v in result.items():
+    print(f'{k:>16}: {v}')
+  print(json.dumps(result), flush=True)
+  return result
+
+
+if __name__ == '__main__':
+  main()

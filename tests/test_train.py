@@ -1,0 +1,150 @@
+"""The jitted train step: sharding equivalence, learning, schedule and mixup inside the step."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from synface_jax import config as config_lib, sharding, train
+from synface_jax.models import IResNet
+from toy_generator import ToyGenerator
+
+SIZE = (32, 32)
+BATCH = 8
+NUM_SYN = 8
+NUM_REAL = 8
+
+
+def tiny_config(regime='mixed'):
+  c = config_lib.base_config()
+  c.regime = regime
+  c.model.arch = 'r18'
+  c.model.width = 1 / 16
+  c.model.input_size = SIZE
+  c.synthetic.num_identities = NUM_SYN
+  c.synthetic.images_per_identity = 4
+  c.real.path = '/unused'
+  c.im.enabled = regime != 'real'
+  c.dm.enabled = regime == 'mixed'
+  c.optim.batch_size = BATCH
+  c.optim.learning_rate = 0.2
+  return c
+
+
+def tiny_model():
+  return IResNet(stage_sizes=(1, 1, 1, 1), width=1 / 16, num_features=32)
+
+
+def real_batch(seed=0):
+  rng = np.random.default_rng(seed)
+  return {'image': rng.uniform(-1, 1, (BATCH, *SIZE, 3)).astype(np.float32),
+          'label': rng.integers(0, NUM_REAL, BATCH).astype(np.int32)}
+
+
+# Step 1 at learning rate 1 makes the first update exactly -(grad + wd * p), so the gradients can be
+# read back from the params; step 2 at a small rate exercises momentum.
+EQUIVALENCE_SCHEDULE = optax.piecewise_constant_schedule(1.0, {1: 0.005})
+
+
+def run(config, mesh_shape, steps=2, schedule=None):
+  """Runs `steps` train steps on a (data, model) mesh; returns losses and host copies of params."""
+  mesh = sharding.make_mesh(*mesh_shape, devices=jax.devices()[:mesh_shape[0] * mesh_shape[1]])
+  model = tiny_model()
+  schedule = schedule or train.learning_rate_schedule(config, steps_per_epoch=100)
+  tx = train.make_optimizer(config, schedule)
+  num_classes = NUM_SYN + NUM_REAL if config.regime == 'mixed' else NUM_REAL
+  state = train.init_state(model, tx, num_classes, jax.random.key(0), mesh, SIZE)
+  gen = ToyGenerator(SIZE)
+  gen_params = gen.init(jax.random.key(1))
+  step = train.jit_train_step(
+      train.make_train_step(config, model, tx, schedule, mesh, generator=gen,
+                            num_real_images=64), state, mesh)
+  history = [jax.device_get(state.params)]
+  losses, head_shards = [], [s.data.shape for s in state.params['head'].addressable_shards]
+  for i in range(steps):
+    batch = sharding.host_local_to_global(real_batch(i), mesh)
+    state, metrics = step(state, gen_params, batch, jax.random.key(7))
+    losses.append(float(metrics.compute()['loss']))
+    history.append(jax.device_get(state.params))
+  return losses, history, head_shards
+
+
+def close(got, want):
+  """Equal to 1e-5, relative to each array's largest magnitude (float32 sums differ in order)."""
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(want).max()))
+
+
+@pytest.fixture(scope='module')
+def single_device():
+  return run(tiny_config(), (1, 1), schedule=EQUIVALENCE_SCHEDULE)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('mesh_shape', [(8, 1), (4, 2), (1, 8)])
+def test_sharded_step_equals_single_device(single_device, mesh_shape):
+  if jax.device_count() < 8:
+    pytest.skip('needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)')
+  config = tiny_config()
+  losses, history, head_shards = run(config, mesh_shape, schedule=EQUIVALENCE_SCHEDULE)
+  ref_losses, ref_history, _ = single_device
+  np.testing.assert_allclose(losses, ref_losses, rtol=1e-5, atol=1e-5)
+  for got, want in zip(history[1:], ref_history[1:]):
+    jax.tree.map(close, got, want)
+  wd = config.optim.weight_decay
+  grads = lambda h: jax.tree.map(lambda p0, p1: (p0 - p1) - wd * p0, h[0], h[1])
+  jax.tree.map(close, grads(history), grads(ref_history))
+  # Each device holds 1 / (model axis) of the head's classes.
+  model_axis = mesh_shape[1]
+  assert all(shape == ((NUM_SYN + NUM_REAL) // model_axis, 32) for shape in head_shards)
+
+
+def test_step_learns_a_fixed_batch():
+  config = tiny_config('real')
+  config.optim.learning_rate = 0.5
+  config.loss.scale = 16.0
+  mesh = sharding.make_mesh(1, 1, devices=jax.devices()[:1])
+  model = tiny_model()
+  schedule = train.learning_rate_schedule(config, steps_per_epoch=100)
+  tx = train.make_optimizer(config, schedule)
+  state = train.init_state(model, tx, NUM_REAL, jax.random.key(0), mesh, SIZE)
+  step = train.jit_train_step(train.make_train_step(config, model, tx, schedule, mesh), state, mesh)
+  batch = sharding.host_local_to_global(real_batch(3), mesh)
+  losses = []
+  for _ in range(15):
+    state, metrics = step(state, None, batch, jax.random.key(0))
+    losses.append(float(metrics.compute()['loss']))
+  assert losses[-1] < 0.5 * losses[0], losses
+  assert int(state.step) == 15
+
+
+def test_schedule_warmup_and_decay():
+  c = config_lib.base_config()
+  c.optim.batch_size = 256
+  c.optim.learning_rate = 0.1
+  c.optim.warmup_epochs = 1
+  c.optim.decay_epochs = (3, 5)
+  s = train.learning_rate_schedule(c, steps_per_epoch=10)
+  base = 0.1 * 256 / 512
+  assert float(s(0)) == 0.0
+  np.testing.assert_allclose(float(s(5)), base / 2, rtol=1e-6)
+  np.testing.assert_allclose([float(s(t)) for t in (10, 29, 30, 49, 50, 80)],
+                             [base, base, base * 0.1, base * 0.1, base * 0.01, base * 0.01],
+                             rtol=1e-6)
+
+
+def test_synthetic_batch_fixed_draws_and_identity_mixup():
+  gen = ToyGenerator(SIZE)
+  params = gen.init(jax.random.key(1))
+  from synface_jax import mixup
+  fn = jax.jit(lambda key: train.synthetic_batch(gen, params, key, 64, 4, 2,
+                                                 mixup.make_sampler('synface'), draw_seed=5))
+  images, label = fn(jax.random.key(0))
+  assert images.shape == (64, *SIZE, 3) and label.ids.shape == (64, 2)
+  np.testing.assert_allclose(np.asarray(label.weights).sum(1), 1.0, atol=1e-6)
+  assert np.all(np.asarray(label.ids[:, 0]) != np.asarray(label.ids[:, 1]))
+  # Without mixup, S = 2 fixed draws per identity give at most 4 x 2 distinct images.
+  fn = jax.jit(lambda key: train.synthetic_batch(gen, params, key, 64, 4, 2, None, draw_seed=5))
+  images, label = fn(jax.random.key(1))
+  distinct = {np.asarray(im).round(5).tobytes() for im in images}
+  assert len(distinct) <= 8
+  assert label.ids.shape == (64, 1)
