@@ -15,46 +15,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from synface_jax.evaluate import embed_images
 from synface_jax.models import iresnet
 from synface_jax.models.checkpoint import load_backbone
 
 
-def normalize_images(images):
-  """uint8 pixels -> (x / 255 - 0.5) / 0.5 in float32; float images are taken as normalised."""
-  if images.dtype == jnp.uint8:
-    return (images.astype(jnp.float32) / 255.0 - 0.5) / 0.5
-  return images.astype(jnp.float32)
-
-
-def make_embed_fn(model, variables, flip=False):
-  """Jitted eval-mode embedding function images [B, H, W, 3] -> float32 [B, num_features].
-
-  Args:
-    model: a Flax backbone taking (x, train).
-    variables: its {'params', 'batch_stats'}.
-    flip: add the embedding of the horizontally flipped images.
-  """
-  @jax.jit
-  def embed(variables, images):
-    x = normalize_images(images)
-    if flip:
-      both = model.apply(variables, jnp.concatenate([x, x[:, :, ::-1]]), train=False)
-      return (both[:x.shape[0]] + both[x.shape[0]:]).astype(jnp.float32)
-    return model.apply(variables, x, train=False).astype(jnp.float32)
-
+def make_embed_fn(model, variables):
+  """Jitted eval-mode embedding: normalised float images [B, H, W, 3] -> float32 [B, num_features]."""
+  apply = jax.jit(lambda variables, x: model.apply(variables, x, train=False).astype(jnp.float32))
   variables = jax.device_put(variables)
-  return lambda images: embed(variables, images)
-
-
-def embed_array(embed_fn, images, batch_size):
-  """Embeds all images in batches of batch_size (the last one padded), as numpy float32."""
-  outputs = []
-  for start in range(0, len(images), batch_size):
-    chunk = images[start:start + batch_size]
-    padded = np.concatenate(
-        [chunk, np.zeros((batch_size - len(chunk),) + chunk.shape[1:], chunk.dtype)])
-    outputs.append(np.asarray(embed_fn(padded))[:len(chunk)])
-  return np.concatenate(outputs).astype(np.float32)
+  return lambda x: apply(variables, x)
 
 
 def check_images(images, name):
@@ -121,7 +91,8 @@ def main(argv=None):
     model = iresnet(args.arch, width=args.width)
     variables, step = load_backbone(args.checkpoint)
     check_variables(model, variables, images.shape[1:3], args.checkpoint)
-    embeddings = embed_array(make_embed_fn(model, variables, args.flip), images, args.batch)
+    embeddings = embed_images(make_embed_fn(model, variables), images, args.batch, flip=args.flip)
+    embeddings = embeddings.astype(np.float32)
     np.save(args.out, embeddings)
   except (OSError, ValueError) as e:
     sys.exit(f'embed: {e}')

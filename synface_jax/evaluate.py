@@ -632,7 +632,9 @@ def load_pair_images(paths1: Sequence[str],
 
 
 def normalize_images(images: np.ndarray) -> np.ndarray:
-  """uint8 pixels to float32 ``(x / 255 - 0.5) / 0.5``."""
+  """uint8 pixels to float32 ``(x / 255 - 0.5) / 0.5``; float images are taken as normalised."""
+  if images.dtype != np.uint8:
+    return images.astype(np.float32)
   return ((images.astype(np.float32) / 255.0) - 0.5) / 0.5
 
 
@@ -640,7 +642,7 @@ def embed_images(embed_fn: Callable[[np.ndarray], Any],
                  images: np.ndarray,
                  batch_size: int = 64,
                  flip: bool = False) -> np.ndarray:
-  """Embeds uint8 NHWC images in fixed-size batches.
+  """Embeds uint8 NHWC images (or float ones, already normalised) in fixed-size batches.
 
   The last batch is padded (with copies of its first image) to ``batch_size`` so that a jitted
   ``embed_fn`` sees one shape; the padding rows are dropped.
