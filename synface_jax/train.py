@@ -124,6 +124,9 @@ def make_train_step(config: ml_collections.ConfigDict, model, tx, schedule, mesh
   phi_sampler = mixup.make_sampler(config.im.phi) if config.im.enabled else None
   psi_sampler = mixup.make_sampler(config.dm.psi) if config.dm.enabled else None
   batch_size = config.optim.batch_size
+  if batch_size % mesh.shape[sharding.DATA]:
+    raise ValueError(f'optim.batch_size={batch_size} is not divisible by the mesh data axis '
+                     f'({mesh.shape[sharding.DATA]} devices)')
   # Without domain mixup the mixed regime samples from the union of both sets: each example is
   # synthetic with probability (synthetic images) / (all images), as one shuffled dataset would be.
   syn_images = num_syn * max(config.synthetic.images_per_identity, 1)
