@@ -78,7 +78,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.eval = ml_collections.ConfigDict()
   c.eval.pairs = ()                   # '.bin' files or 'IMAGE_ROOT:pairs.txt' sources.
-  c.eval.protocol = 'insightface'     # 'insightface' or 'synface'.
+  c.eval.protocols = ('insightface', 'synface')  # Each pair set is scored under each protocol.
   c.eval.batch_size = 128
   c.eval.every_steps = 0              # 0 = at the end of training only.
 
@@ -153,8 +153,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
   need(list(c.optim.decay_epochs) == sorted(c.optim.decay_epochs), 'optim.decay_epochs',
        'must be increasing')
   need(c.optim.grad_clip >= 0, 'optim.grad_clip', 'must be >= 0 (0 = off)')
-  need(c.eval.protocol in ('insightface', 'synface'), 'eval.protocol',
-       "must be 'insightface' or 'synface'")
+  need(len(c.eval.protocols) > 0 and set(c.eval.protocols) <= {'insightface', 'synface'},
+       'eval.protocols', "must list 'insightface' and/or 'synface'")
   uses_real = c.regime in ('real', 'mixed')
   uses_syn = c.regime in ('synthetic', 'mixed')
   if uses_real:

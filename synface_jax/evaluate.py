@@ -735,12 +735,12 @@ class PairEvaluator:
   """Verification of the backbone being trained on the pair sets named in config.eval.pairs.
 
   The pair images are loaded once; each call embeds them in eval mode and returns
-  {'eval/NAME/accuracy': ..., 'eval/NAME/std': ..., and for insightface 'eval/NAME/val'}.
+  {'eval/NAME/PROTOCOL/accuracy': ..., '.../std': ..., and for insightface '.../val'}.
   """
 
   def __init__(self, config, model):
     import jax
-    self.protocol = config.eval.protocol
+    self.protocols = tuple(config.eval.protocols)
     self.batch_size = config.eval.batch_size
     size = tuple(config.model.input_size)
     self.sets = {}
@@ -755,11 +755,12 @@ class PairEvaluator:
     embed_fn = lambda x: self._embed(variables, x)
     results = {}
     for name, (images, issame) in self.sets.items():
-      r = evaluate_pairs(embed_fn, images, issame, self.protocol, self.batch_size)
-      results[f'eval/{name}/accuracy'] = float(r['accuracy'])
-      results[f'eval/{name}/std'] = float(r['std'])
-      if 'val' in r:
-        results[f'eval/{name}/val'] = float(r['val'])
+      for protocol in self.protocols:
+        r = evaluate_pairs(embed_fn, images, issame, protocol, self.batch_size)
+        results[f'eval/{name}/{protocol}/accuracy'] = float(r['accuracy'])
+        results[f'eval/{name}/{protocol}/std'] = float(r['std'])
+        if 'val' in r:
+          results[f'eval/{name}/{protocol}/val'] = float(r['val'])
     return results
 
 

@@ -50,7 +50,7 @@ def test_bad_preset_names_the_argument(arg):
     ('optim.decay_epochs', (30, 24), 'optim.decay_epochs'),
     ('im.phi', 'gaussian:1', 'im.phi'),
     ('dm.psi', 'fixed:1.5', 'dm.psi'),
-    ('eval.protocol', 'megaface', 'eval.protocol'),
+    ('eval.protocols', ('megaface',), 'eval.protocols'),
     ('real.path', '', 'real.path'),
 ])
 def test_validate_names_the_field(field, value, message):
