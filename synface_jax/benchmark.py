@@ -81,8 +81,8 @@ def bench_step(args) -> dict:
         'image': rng.uniform(-1, 1, (args.batch, *args.size, 3)).astype(np.float32),
         'label': rng.integers(0, num_real, args.batch).astype(np.int32)}, mesh)
   step = train.jit_train_step(
-      train.make_train_step(config, model, tx, schedule, mesh, generator=generator,
-                            num_real_images=num_real * 10), state, mesh)
+      train.make_train_step(config, model, tx, schedule, mesh, num_classes=num_classes,
+                            generator=generator, num_real_images=num_real * 10), state, mesh)
   key = jax.random.key(2)
   t0 = time.perf_counter()
   compiled = step.lower(state, gen_params, real, key).compile()

@@ -30,7 +30,7 @@ from synface_jax import models
 
 class TrainState(flax.struct.PyTreeNode):
   step: jax.Array
-  params: Any        # {'backbone': ..., 'head': [num_classes, num_features]}
+  params: Any        # {'backbone': ..., 'head': [head_rows(num_classes), num_features]}
   batch_stats: Any   # the backbone's BatchNorm statistics
   opt_state: Any
 
@@ -68,13 +68,24 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule):
   return optax.chain(*parts)
 
 
+def head_rows(num_classes: int, mesh) -> int:
+  """Head rows: the classes rounded up so that every 'model' shard holds as many.
+
+  The extra rows are never targets and are masked out of the softmax (see make_train_step).
+  """
+  shards = mesh.shape[sharding.MODEL]
+  return -(-num_classes // shards) * shards
+
+
 def init_state(model, tx, num_classes: int, key, mesh, input_size) -> TrainState:
   """Creates the train state with every array already placed on its shard of the mesh."""
+  rows = head_rows(num_classes, mesh)
+
   def init(key):
     k_model, k_head = jax.random.split(key)
     x = jnp.zeros((1, *input_size, 3), jnp.float32)
     variables = model.init(k_model, x, train=False)
-    head = 0.01 * jax.random.normal(k_head, (num_classes, model.num_features), jnp.float32)
+    head = 0.01 * jax.random.normal(k_head, (rows, model.num_features), jnp.float32)
     params = {'backbone': variables['params'], 'head': head}
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       batch_stats=variables['batch_stats'], opt_state=tx.init(params))
@@ -112,8 +123,10 @@ def synthetic_batch(generator, gen_params, key, batch_size: int, num_identities:
 
 
 def make_train_step(config: ml_collections.ConfigDict, model, tx, schedule, mesh, *,
-                    generator=None, num_real_images: int = 0):
-  """Returns step(state, gen_params, real_batch, key) -> (state, TrainMetrics), jitted on `mesh`.
+                    num_classes: int, generator=None, num_real_images: int = 0):
+  """Returns step(state, gen_params, real_batch, key) -> (state, TrainMetrics), to jit on `mesh`.
+
+  num_classes: synthetic identities + real identities; head rows beyond it are padding.
 
   real_batch: {'image': float [B, H, W, 3] normalised to [-1, 1], 'label': int32 [B]} (or None
   in the synthetic regime). The real labels are offset by the number of synthetic identities.
@@ -167,6 +180,8 @@ def make_train_step(config: ml_collections.ConfigDict, model, tx, schedule, mesh
           {'params': params['backbone'], 'batch_stats': state.batch_stats}, x, train=True,
           mutable=['batch_stats'], rngs={'dropout': k_dropout})
       cos = losses.cosine(embeddings, params['head'])
+      if params['head'].shape[0] > num_classes:  # Padding rows: cosine -1, no gradient.
+        cos = jnp.where(jnp.arange(cos.shape[-1]) < num_classes, cos, -1.0)
       per_example, logits = losses.margin_softmax_loss(cos, y, **margin)
       return per_example.mean(), (updates['batch_stats'], logits)
 
@@ -246,8 +261,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   start = int(state.step)
 
   step_fn = jit_train_step(
-      make_train_step(config, model, tx, schedule, mesh, generator=generator,
-                      num_real_images=num_real_images), state, mesh)
+      make_train_step(config, model, tx, schedule, mesh, num_classes=num_classes,
+                      generator=generator, num_real_images=num_real_images), state, mesh)
   evaluator = PairEvaluator(config, model) if config.eval.pairs else None
   real_iter = real.iterator(start) if real else None
   gen_params = jax.device_put(gen_params, sharding.replicated(mesh))

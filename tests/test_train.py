@@ -46,19 +46,19 @@ def real_batch(seed=0):
 EQUIVALENCE_SCHEDULE = optax.piecewise_constant_schedule(1.0, {1: 0.005})
 
 
-def run(config, mesh_shape, steps=2, schedule=None):
+def run(config, mesh_shape, steps=2, schedule=None, num_classes=None):
   """Runs `steps` train steps on a (data, model) mesh; returns losses and host copies of params."""
   mesh = sharding.make_mesh(*mesh_shape, devices=jax.devices()[:mesh_shape[0] * mesh_shape[1]])
   model = tiny_model()
   schedule = schedule or train.learning_rate_schedule(config, steps_per_epoch=100)
   tx = train.make_optimizer(config, schedule)
-  num_classes = NUM_SYN + NUM_REAL if config.regime == 'mixed' else NUM_REAL
+  num_classes = num_classes or (NUM_SYN + NUM_REAL if config.regime == 'mixed' else NUM_REAL)
   state = train.init_state(model, tx, num_classes, jax.random.key(0), mesh, SIZE)
   gen = ToyGenerator(SIZE)
   gen_params = gen.init(jax.random.key(1))
   step = train.jit_train_step(
-      train.make_train_step(config, model, tx, schedule, mesh, generator=gen,
-                            num_real_images=64), state, mesh)
+      train.make_train_step(config, model, tx, schedule, mesh, num_classes=num_classes,
+                            generator=gen, num_real_images=64), state, mesh)
   history = [jax.device_get(state.params)]
   losses, head_shards = [], [s.data.shape for s in state.params['head'].addressable_shards]
   for i in range(steps):
@@ -98,6 +98,19 @@ def test_sharded_step_equals_single_device(single_device, mesh_shape):
   assert all(shape == ((NUM_SYN + NUM_REAL) // model_axis, 32) for shape in head_shards)
 
 
+@pytest.mark.slow
+def test_head_padded_to_the_model_axis_matches_unpadded():
+  if jax.device_count() < 8:
+    pytest.skip('needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)')
+  config = tiny_config('real')
+  ref_losses, ref_history, ref_shards = run(config, (1, 1), num_classes=13)
+  losses, history, shards = run(config, (2, 4), num_classes=13)
+  assert ref_shards == [(13, 32)] and shards == [(4, 32)] * 8  # 13 classes -> 16 rows, 4 a shard.
+  np.testing.assert_allclose(losses, ref_losses, rtol=1e-5, atol=1e-5)
+  close(history[-1]['head'][:13], ref_history[-1]['head'])
+  close(history[-1]['backbone']['fc']['kernel'], ref_history[-1]['backbone']['fc']['kernel'])
+
+
 def test_step_learns_a_fixed_batch():
   config = tiny_config('real')
   config.optim.learning_rate = 0.5
@@ -107,7 +120,8 @@ def test_step_learns_a_fixed_batch():
   schedule = train.learning_rate_schedule(config, steps_per_epoch=100)
   tx = train.make_optimizer(config, schedule)
   state = train.init_state(model, tx, NUM_REAL, jax.random.key(0), mesh, SIZE)
-  step = train.jit_train_step(train.make_train_step(config, model, tx, schedule, mesh), state, mesh)
+  step = train.jit_train_step(
+      train.make_train_step(config, model, tx, schedule, mesh, num_classes=NUM_REAL), state, mesh)
   batch = sharding.host_local_to_global(real_batch(3), mesh)
   losses = []
   for _ in range(15):
