@@ -35,6 +35,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.m2 = 0.5
   c.loss.m3 = 0.0
   c.loss.fallback = True          # SynFace's cos(t) - m sin(m) when t + m > pi; False = insightface.
+  c.loss.sample_rate = 1.0        # Partial FC: share of each head shard's classes scored per step.
 
   # Real images: an identity image folder (one sub-folder per identity, CASIA-WebFace layout).
   c.real = ml_collections.ConfigDict()
@@ -71,10 +72,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.warmup_epochs = 0.0
   c.optim.decay_epochs = (24, 30, 36)  # x0.1 at each.
   c.optim.grad_clip = 0.0             # Global-norm clip; 0 = off.
+  c.optim.grad_accum_steps = 1        # Micro-batches per update (the batch stays optim.batch_size).
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1
   c.mesh.model = 1
+  c.mesh.head_on_data = False         # Split the head's classes over 'data' too (huge heads).
+  c.mesh.global_batch_norm = True     # BN statistics over the global batch; False = per device.
 
   c.eval = ml_collections.ConfigDict()
   c.eval.pairs = ()                   # '.bin' files or 'IMAGE_ROOT:pairs.txt' sources.
@@ -153,6 +157,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
   need(list(c.optim.decay_epochs) == sorted(c.optim.decay_epochs), 'optim.decay_epochs',
        'must be increasing')
   need(c.optim.grad_clip >= 0, 'optim.grad_clip', 'must be >= 0 (0 = off)')
+  need(c.optim.grad_accum_steps >= 1 and c.optim.batch_size % c.optim.grad_accum_steps == 0,
+       'optim.grad_accum_steps', 'must be >= 1 and divide optim.batch_size')
+  need(0.0 < c.loss.sample_rate <= 1.0, 'loss.sample_rate', 'must be in (0, 1]')
   need(len(c.eval.protocols) > 0 and set(c.eval.protocols) <= {'insightface', 'synface'},
        'eval.protocols', "must list 'insightface' and/or 'synface'")
   uses_real = c.regime in ('real', 'mixed')

@@ -14,10 +14,29 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 DATA = 'data'
 MODEL = 'model'
 
-# (regex over the '/'-joined parameter path, PartitionSpec). First match wins; no match = replicated.
-PARTITION_RULES = (
-    (r'(^|/)head$', P(MODEL, None)),  # [num_classes, embedding] split along classes.
-)
+
+
+def head_axes(head_on_data: bool = False):
+  """Mesh axes the head's classes are split over: 'model', or 'model' and 'data' for huge heads."""
+  return (MODEL, DATA) if head_on_data else MODEL
+
+
+def head_shards(mesh: Mesh, head_on_data: bool = False) -> int:
+  return mesh.shape[MODEL] * (mesh.shape[DATA] if head_on_data else 1)
+
+
+def partition_rules(head_on_data: bool = False):
+  """(regex over the '/'-joined parameter path, PartitionSpec); first match wins, else replicated."""
+  return ((r'(^|/)head$', P(head_axes(head_on_data), None)),)  # [classes, features] by classes.
+
+
+def logits_spec(head_on_data: bool = False) -> P:
+  """[batch, classes] logits: batch over 'data' and classes over 'model'; when the head also uses
+  'data', every device scores the whole batch against its slice of classes."""
+  return P(None, head_axes(True)) if head_on_data else P(DATA, MODEL)
+
+
+PARTITION_RULES = partition_rules()
 
 
 def make_mesh(data: int = -1, model: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:

@@ -26,11 +26,12 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from synface_jax import losses, mixup, sharding
 from synface_jax.mixup import SoftLabel
 from synface_jax import models
+from synface_jax.models import head as head_lib
 
 
 class TrainState(flax.struct.PyTreeNode):
   step: jax.Array
-  params: Any        # {'backbone': ..., 'head': [head_rows(num_classes), num_features]}
+  params: Any        # {'backbone': ..., 'head': [classes padded to the head shards, features]}
   batch_stats: Any   # the backbone's BatchNorm statistics
   opt_state: Any
 
@@ -68,28 +69,21 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule):
   return optax.chain(*parts)
 
 
-def head_rows(num_classes: int, mesh) -> int:
-  """Head rows: the classes rounded up so that every 'model' shard holds as many.
-
-  The extra rows are never targets and are masked out of the softmax (see make_train_step).
-  """
-  shards = mesh.shape[sharding.MODEL]
-  return -(-num_classes // shards) * shards
-
-
-def init_state(model, tx, num_classes: int, key, mesh, input_size) -> TrainState:
+def init_state(model, tx, num_classes: int, key, mesh, input_size,
+               head_on_data: bool = False) -> TrainState:
   """Creates the train state with every array already placed on its shard of the mesh."""
-  rows = head_rows(num_classes, mesh)
+  rows = head_lib.padded_rows(num_classes, sharding.head_shards(mesh, head_on_data))
 
   def init(key):
     k_model, k_head = jax.random.split(key)
     x = jnp.zeros((1, *input_size, 3), jnp.float32)
     variables = model.init(k_model, x, train=False)
-    head = 0.01 * jax.random.normal(k_head, (rows, model.num_features), jnp.float32)
-    params = {'backbone': variables['params'], 'head': head}
+    params = {'backbone': variables['params'],
+              'head': head_lib.init_head(k_head, rows, model.num_features)}
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       batch_stats=variables['batch_stats'], opt_state=tx.init(params))
-  shardings = sharding.tree_shardings(mesh, jax.eval_shape(init, key))
+  rules = sharding.partition_rules(head_on_data)
+  shardings = sharding.tree_shardings(mesh, jax.eval_shape(init, key), rules)
   return jax.jit(init, out_shardings=shardings)(key)
 
 
@@ -127,7 +121,6 @@ def make_train_step(config: ml_collections.ConfigDict, model, tx, schedule, mesh
   """Returns step(state, gen_params, real_batch, key) -> (state, TrainMetrics), to jit on `mesh`.
 
   num_classes: synthetic identities + real identities; head rows beyond it are padding.
-
   real_batch: {'image': float [B, H, W, 3] normalised to [-1, 1], 'label': int32 [B]} (or None
   in the synthetic regime). The real labels are offset by the number of synthetic identities.
   """
@@ -137,21 +130,57 @@ def make_train_step(config: ml_collections.ConfigDict, model, tx, schedule, mesh
   phi_sampler = mixup.make_sampler(config.im.phi) if config.im.enabled else None
   psi_sampler = mixup.make_sampler(config.dm.psi) if config.dm.enabled else None
   batch_size = config.optim.batch_size
-  if batch_size % mesh.shape[sharding.DATA]:
+  accum = config.optim.grad_accum_steps
+  data_shards = mesh.shape[sharding.DATA]
+  if batch_size % (data_shards * accum):
     raise ValueError(f'optim.batch_size={batch_size} is not divisible by the mesh data axis '
-                     f'({mesh.shape[sharding.DATA]} devices)')
+                     f'({data_shards} devices) x optim.grad_accum_steps ({accum})')
   # Without domain mixup the mixed regime samples from the union of both sets: each example is
   # synthetic with probability (synthetic images) / (all images), as one shuffled dataset would be.
   syn_images = num_syn * max(config.synthetic.images_per_identity, 1)
   p_syn = syn_images / max(syn_images + num_real_images, 1)
   compute_dtype = jnp.dtype(config.model.dtype)
   batch_spec = NamedSharding(mesh, P(sharding.DATA))
+  head_shards = sharding.head_shards(mesh, config.mesh.head_on_data)
+  logits_spec = NamedSharding(mesh, sharding.logits_spec(config.mesh.head_on_data))
+  bn_groups = 1 if config.mesh.global_batch_norm else data_shards
   margin = dict(scale=config.loss.scale, m1=config.loss.m1, m2=config.loss.m2,
                 m3=config.loss.m3, fallback=config.loss.fallback)
 
+  def embed(params, batch_stats, x, key):
+    """Backbone forward in train mode; BN statistics over the global batch or per device."""
+    def apply(x):
+      return model.apply({'params': params, 'batch_stats': batch_stats}, x, train=True,
+                         mutable=['batch_stats'], rngs={'dropout': key})
+    if bn_groups == 1:
+      embeddings, updates = apply(x)
+      return embeddings, updates['batch_stats']
+    groups = x.reshape(bn_groups, -1, *x.shape[1:])  # One group per data shard.
+    embeddings, updates = jax.vmap(apply)(groups)
+    stats = jax.tree.map(lambda v: v.mean(0), updates['batch_stats'])
+    return embeddings.reshape(-1, embeddings.shape[-1]), stats
+
+  def loss_fn(params, batch_stats, x, y, key):
+    k_dropout, k_sample = jax.random.split(key)
+    embeddings, batch_stats = embed(params['backbone'], batch_stats, x, k_dropout)
+    centres = params['head']
+    if config.loss.sample_rate < 1.0:
+      centres, y, valid = head_lib.partial_fc(k_sample, centres, y, num_classes, head_shards,
+                                              config.loss.sample_rate)
+    else:
+      valid = head_lib.class_mask(centres.shape[0], num_classes)
+    cos = losses.cosine(embeddings, centres)
+    cos = jax.lax.with_sharding_constraint(jnp.where(valid, cos, -1.0), logits_spec)
+    per_example, logits = losses.margin_softmax_loss(cos, y, **margin)
+    main_class = jnp.take_along_axis(y.ids, jnp.argmax(y.weights, -1)[:, None], -1)[:, 0]
+    correct = (jnp.argmax(logits, axis=-1) == main_class).astype(jnp.float32)
+    return per_example.mean(), (batch_stats, correct)
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
   def step(state: TrainState, gen_params, real_batch, key):
     key = jax.random.fold_in(key, state.step)
-    k_syn, k_psi, k_dropout = jax.random.split(key, 3)
+    k_syn, k_psi, k_model = jax.random.split(key, 3)
 
     # 1. Inputs: rendered (identity-mixed) faces and/or real faces, domain-mixed.
     if uses_syn:
@@ -174,27 +203,31 @@ def make_train_step(config: ml_collections.ConfigDict, model, tx, schedule, mesh
       x, y = mixup.domain_mixup(x_syn, y_syn, x_real, y_real, psi)
     x = jax.lax.with_sharding_constraint(x.astype(compute_dtype), batch_spec)
 
-    # 2. Backbone, head and soft-target margin softmax.
-    def loss_fn(params):
-      embeddings, updates = model.apply(
-          {'params': params['backbone'], 'batch_stats': state.batch_stats}, x, train=True,
-          mutable=['batch_stats'], rngs={'dropout': k_dropout})
-      cos = losses.cosine(embeddings, params['head'])
-      if params['head'].shape[0] > num_classes:  # Padding rows: cosine -1, no gradient.
-        cos = jnp.where(jnp.arange(cos.shape[-1]) < num_classes, cos, -1.0)
-      per_example, logits = losses.margin_softmax_loss(cos, y, **margin)
-      return per_example.mean(), (updates['batch_stats'], logits)
+    # 2. Backbone, head and soft-target margin softmax: gradients of the mean loss, summed over
+    #    optim.grad_accum_steps micro-batches when the batch does not fit at once.
+    if accum == 1:
+      (loss, (batch_stats, correct)), grads = grad_fn(state.params, state.batch_stats, x, y, k_model)
+    else:
+      split = lambda a: a.reshape(accum, -1, *a.shape[1:])
+      micro = (split(x), jax.tree.map(split, y), jax.random.split(k_model, accum))
 
-    (loss, (batch_stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+      def accumulate(carry, inputs):
+        batch_stats, grad_sum, loss_sum = carry
+        (loss, (batch_stats, correct)), grads = grad_fn(state.params, batch_stats, *inputs)
+        return (batch_stats, jax.tree.map(jnp.add, grad_sum, grads), loss_sum + loss), correct
+
+      zeros = jax.tree.map(jnp.zeros_like, state.params)
+      (batch_stats, grad_sum, loss_sum), correct = jax.lax.scan(
+          accumulate, (state.batch_stats, zeros, 0.0), micro)
+      grads = jax.tree.map(lambda g: g / accum, grad_sum)
+      loss, correct = loss_sum / accum, correct.reshape(-1)
 
     # 3. Optimiser update.
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                               batch_stats=batch_stats, opt_state=opt_state)
-    main_class = jnp.take_along_axis(y.ids, jnp.argmax(y.weights, axis=-1)[:, None], axis=-1)[:, 0]
-    accuracy = (jnp.argmax(logits, axis=-1) == main_class).astype(jnp.float32)
     metrics = TrainMetrics.single_from_model_output(
-        loss=loss, accuracy=accuracy, learning_rate=schedule(state.step))
+        loss=loss, accuracy=correct, learning_rate=schedule(state.step))
     return new_state, metrics
 
   return step
@@ -248,7 +281,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   tx = make_optimizer(config, schedule)
   model = create_model(config)
   state = init_state(model, tx, num_classes, jax.random.key(config.seed), mesh,
-                     tuple(config.model.input_size))
+                     tuple(config.model.input_size), config.mesh.head_on_data)
 
   manager = ocp.CheckpointManager(
       os.path.join(os.path.abspath(workdir), 'checkpoints'),

@@ -80,7 +80,7 @@ def single_device():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('mesh_shape', [(8, 1), (4, 2), (1, 8)])
+@pytest.mark.parametrize('mesh_shape', [(8, 1), (4, 2), (2, 4), (1, 8)])
 def test_sharded_step_equals_single_device(single_device, mesh_shape):
   if jax.device_count() < 8:
     pytest.skip('needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)')
@@ -109,6 +109,44 @@ def test_head_padded_to_the_model_axis_matches_unpadded():
   np.testing.assert_allclose(losses, ref_losses, rtol=1e-5, atol=1e-5)
   close(history[-1]['head'][:13], ref_history[-1]['head'])
   close(history[-1]['backbone']['fc']['kernel'], ref_history[-1]['backbone']['fc']['kernel'])
+
+
+@pytest.mark.slow
+def test_grad_accumulation_equals_per_device_batch_norm():
+  """Two micro-batches of 4 and two BN groups of 4 (one per data shard) see the same statistics,
+  so the losses and updated params agree (only the running BN averages are updated differently)."""
+  if jax.device_count() < 2:
+    pytest.skip('needs 2 devices')
+  accumulated = tiny_config()
+  accumulated.optim.grad_accum_steps = 2
+  per_device = tiny_config()
+  per_device.mesh.global_batch_norm = False
+  losses_a, history_a, _ = run(accumulated, (1, 1))
+  losses_b, history_b, _ = run(per_device, (2, 1))
+  np.testing.assert_allclose(losses_a, losses_b, rtol=1e-5, atol=1e-5)
+  for got, want in zip(history_a[1:], history_b[1:]):
+    jax.tree.map(close, got, want)
+  # And they differ from one global BN over the whole batch.
+  losses_c, _, _ = run(tiny_config(), (1, 1))
+  assert abs(losses_c[0] - losses_a[0]) > 1e-4
+
+
+@pytest.mark.slow
+def test_partial_fc_step_touches_only_sampled_rows():
+  if jax.device_count() < 8:
+    pytest.skip('needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)')
+  config = tiny_config('real')
+  config.loss.sample_rate = 0.25
+  losses, history, shards = run(config, (2, 4), steps=1, schedule=EQUIVALENCE_SCHEDULE,
+                                num_classes=400)
+  assert np.isfinite(losses[0]) and shards == [(100, 32)] * 8
+  p0, p1 = history[0]['head'], history[1]['head']
+  grads = p0 - p1 - config.optim.weight_decay * p0  # Learning rate 1 on the first step.
+  touched = np.abs(grads).max(axis=1) > 1e-7
+  # 25 of each shard's 100 rows are scored; the batch's classes (labels < 8) always among them.
+  assert touched[:NUM_REAL].sum() >= len(set(real_batch(0)['label']))
+  for s in range(4):
+    assert 0 < touched[s * 100:(s + 1) * 100].sum() <= 25
 
 
 def test_step_learns_a_fixed_batch():
