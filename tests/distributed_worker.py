@@ -1,0 +1,47 @@
+"""One process of a multi-process CPU run: a few train steps on a global 8-device mesh.
+
+    python tests/distributed_worker.py PROCESS_ID NUM_PROCESSES PORT OUT.npz
+
+With NUM_PROCESSES = 1 the process has all 8 (simulated) devices itself.
+"""
+import os
+import sys
+
+process_id, num_processes, port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+os.environ['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={8 // num_processes}'
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+if num_processes > 1:
+  jax.distributed.initialize(f'localhost:{port}', num_processes, process_id)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from synface_jax import sharding, train  # noqa: E402
+from test_train import BATCH, NUM_REAL, NUM_SYN, SIZE, real_batch, tiny_config, tiny_model  # noqa: E402
+from toy_generator import ToyGenerator  # noqa: E402
+
+assert jax.device_count() == 8, jax.devices()
+config = tiny_config()
+mesh = sharding.make_mesh(4, 2)
+model = tiny_model()
+schedule = train.learning_rate_schedule(config, steps_per_epoch=100)
+tx = train.make_optimizer(config, schedule)
+state = train.init_state(model, tx, NUM_SYN + NUM_REAL, jax.random.key(0), mesh, SIZE)
+gen = ToyGenerator(SIZE)
+step = train.jit_train_step(
+    train.make_train_step(config, model, tx, schedule, mesh, num_classes=NUM_SYN + NUM_REAL,
+                          generator=gen, num_real_images=64), state, mesh)
+gen_params = gen.init(jax.random.key(1))
+per_process = BATCH // num_processes
+losses = []
+for i in range(3):
+  batch = real_batch(i)  # This process feeds its own rows of the global batch.
+  local = {k: v[process_id * per_process:(process_id + 1) * per_process] for k, v in batch.items()}
+  state, metrics = step(state, gen_params, sharding.host_local_to_global(local, mesh), jax.random.key(7))
+  losses.append(float(metrics.compute()['loss']))
+# Every process reads back the whole (replicated) backbone and its own rows of the head.
+head = {str(s.index): np.asarray(s.data) for s in state.params['head'].addressable_shards}
+fc = np.asarray(jax.device_get(state.params['backbone']['fc']['kernel']))
+np.savez(out, losses=np.array(losses), fc=fc, **{f'head{k}': v for k, v in head.items()})
+print('done', losses)
