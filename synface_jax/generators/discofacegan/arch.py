@@ -65,7 +65,7 @@ class Arch:
 
   @staticmethod
   def fused_upsampling(log2_res: int) -> bool:
-    """Whether the block at 2^log2_res px up-samples with the transposed conv ('auto': >= 128 px)."""
+    """Whether the block at 2^log2_res px up-samples by transposed conv ('auto': from 128 px)."""
     return log2_res >= 7
 
   def to_dict(self) -> dict:

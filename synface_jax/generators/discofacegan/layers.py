@@ -73,7 +73,7 @@ def blur(x):
 
 
 def instance_norm(x):
-  """Per sample and channel over H, W: centre, then divide by sqrt(mean square + 1e-8), in float32."""
+  """Per sample and channel over H, W: centre, divide by sqrt(mean square + 1e-8); in float32."""
   dtype = x.dtype
   x = x.astype(jnp.float32)
   x = x - jnp.mean(x, axis=(1, 2), keepdims=True)
