@@ -5,6 +5,7 @@
         --peak-tflops 989
     python -m synface_jax.benchmark mixup --batch 512
     python -m synface_jax.benchmark generate --batch 64
+    python -m synface_jax.benchmark head --classes 100000,1000000 --devices 8
 
 Each prints readable lines and, last, one JSON line with every figure. Measured after compilation,
 blocking on the results; the machine's noise is yours to average out (use --steps).
@@ -12,6 +13,8 @@ Nothing here imports TensorFlow.
 """
 import argparse
 import json
+import os
+import sys
 import time
 
 import jax
@@ -40,7 +43,7 @@ def _flops(compiled) -> float:
   return float((cost or {}).get('flops', 0.0))
 
 
-def _config(args):
+def _config(args, classes):
   from synface_jax import config as config_lib
   c = config_lib.base_config()
   c.regime = args.regime
@@ -51,7 +54,7 @@ def _config(args):
   c.optim.batch_size = args.batch
   c.real.path = '<random images>'
   if args.regime != 'real':
-    c.synthetic.num_identities = args.classes
+    c.synthetic.num_identities = classes
     c.generator.name = args.generator
     c.generator.image_size = tuple(args.size)
     c.im.enabled = args.im
@@ -59,16 +62,17 @@ def _config(args):
   return c
 
 
-def bench_step(args) -> dict:
+def bench_step(args, classes: int | None = None) -> dict:
   """One full train step (backbone + head + loss + SGD) on random data; donated state."""
   from synface_jax import generators, sharding, train
-  config = _config(args)
+  classes = classes or args.classes[0]
+  config = _config(args, classes)
   mesh = sharding.make_mesh(-1, args.model_axis)
   model = train.create_model(config)
   schedule = train.learning_rate_schedule(config, 1000)
   tx = train.make_optimizer(config, schedule)
-  num_real = args.classes if args.regime != 'synthetic' else 0
-  num_classes = (args.classes if args.regime != 'real' else 0) + num_real
+  num_real = classes if args.regime != 'synthetic' else 0
+  num_classes = (classes if args.regime != 'real' else 0) + num_real
   state = train.init_state(model, tx, num_classes, jax.random.key(0), mesh, tuple(args.size))
   generator = gen_params = None
   if args.regime != 'real':
@@ -95,16 +99,31 @@ def bench_step(args) -> dict:
     state, metrics = compiled(state, gen_params, real, key)
   jax.block_until_ready((state, metrics))
   step_s = (time.perf_counter() - t0) / args.steps
+  head_shard = state.params['head'].addressable_shards[0]
+  device0 = head_shard.device
+  state_bytes = sum(s.data.nbytes for leaf in jax.tree.leaves(state)
+                    for s in leaf.addressable_shards if s.device == device0)
+  memory = compiled.memory_analysis()
   result = {
       'benchmark': 'step', 'device': str(jax.devices()[0].device_kind), 'devices': jax.device_count(),
       'arch': args.arch, 'width': args.width, 'dtype': args.dtype, 'regime': args.regime,
       'batch': args.batch, 'classes': num_classes, 'input_size': list(args.size),
       'compile_s': round(compile_s, 3), 'ms_per_step': round(step_s * 1e3, 3),
       'images_per_s': round(args.batch / step_s, 1), 'flops_per_step': flops,
-      'tflops_per_s': round(flops / step_s / 1e12, 3)}
+      'tflops_per_s': round(flops / step_s / 1e12, 3), 'mesh': dict(mesh.shape),
+      'head_shape': list(state.params['head'].shape),
+      'head_bytes_per_device': head_shard.data.nbytes, 'state_bytes_per_device': state_bytes,
+      'temp_bytes_per_device': getattr(memory, 'temp_size_in_bytes', None),
+      'loss': float(metrics.compute()['loss'])}
   if args.peak_tflops:
     result['mfu'] = round(flops / step_s / (args.peak_tflops * 1e12 * jax.device_count()), 4)
   return result
+
+
+def bench_head(args) -> list:
+  """The train step with the head split over all devices, for each class count."""
+  args.model_axis = args.model_axis or jax.device_count()
+  return [dict(bench_step(args, classes), benchmark='head') for classes in args.classes]
 
 
 def bench_mixup(args) -> dict:
@@ -145,7 +164,7 @@ def bench_generate(args) -> dict:
   params = generator.init(jax.random.key(0))
   phi = mixup.make_sampler('synface') if args.im else None
   fn = jax.jit(lambda key: train.synthetic_batch(generator, params, key, args.batch,
-                                                 args.classes, 0, phi, draw_seed=0))
+                                                 args.classes[0], 0, phi, draw_seed=0))
   _, compile_s, step_s = _time(fn, (jax.random.key(1),), args.steps)
   return {'benchmark': 'generate', 'generator': args.generator,
           'device': str(jax.devices()[0].device_kind), 'batch': args.batch,
@@ -158,30 +177,52 @@ def _size(text: str):
   return int(h), int(w)
 
 
+def _ints(text: str):
+  return [int(v) for v in text.split(',')]
+
+
+def _simulate_devices(n: int, argv) -> None:
+  """On CPU, re-runs this command with n simulated devices when fewer are visible."""
+  if n and jax.default_backend() == 'cpu' and jax.device_count() < n:
+    flags = os.environ.get('XLA_FLAGS', '') + f' --xla_force_host_platform_device_count={n}'
+    env = dict(os.environ, XLA_FLAGS=flags.strip())
+    args = [sys.executable, '-m', 'synface_jax.benchmark', *(sys.argv[1:] if argv is None else argv)]
+    os.execve(sys.executable, args, env)
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(prog='python -m synface_jax.benchmark', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('what', choices=('step', 'mixup', 'generate'))
+  parser.add_argument('what', choices=('step', 'mixup', 'generate', 'head'))
   parser.add_argument('--arch', default='r18')
   parser.add_argument('--width', type=float, default=1.0)
   parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
   parser.add_argument('--batch', type=int, default=32)
   parser.add_argument('--size', type=_size, default=(112, 112), help='HxW, e.g. 112x96')
-  parser.add_argument('--classes', type=int, default=10_000, help='identities per domain')
+  parser.add_argument('--classes', type=_ints, default=[10_000],
+                      help='identities per domain; head: a comma list, e.g. 100000,1000000')
   parser.add_argument('--regime', default='real', choices=('real', 'synthetic', 'mixed'))
   parser.add_argument('--generator', default='procedural')
   parser.add_argument('--im', action=argparse.BooleanOptionalAction, default=True)
   parser.add_argument('--dm', action=argparse.BooleanOptionalAction, default=True)
-  parser.add_argument('--model-axis', type=int, default=1)
+  parser.add_argument('--model-axis', type=int, default=0,
+                      help="devices on the mesh's 'model' axis (head: default all, else 1)")
+  parser.add_argument('--devices', type=int, default=0,
+                      help='on CPU, simulate this many devices (re-runs the command)')
   parser.add_argument('--steps', type=int, default=10)
   parser.add_argument('--peak-tflops', type=float, default=0.0,
                       help='per-device peak, for MFU (H100 SXM bf16 dense: 989)')
   args = parser.parse_args(argv)
-  result = {'step': bench_step, 'mixup': bench_mixup, 'generate': bench_generate}[args.what](args)
-  for k, v in result.items():
-    print(f'{k:>16}: {v}')
-  print(json.dumps(result), flush=True)
-  return result
+  _simulate_devices(args.devices, argv)
+  if args.what != 'head':
+    args.model_axis = args.model_axis or 1
+  run = {'step': bench_step, 'mixup': bench_mixup, 'generate': bench_generate, 'head': bench_head}
+  results = run[args.what](args)
+  for result in results if isinstance(results, list) else [results]:
+    for k, v in result.items():
+      print(f'{k:>24}: {v}')
+    print(json.dumps(result), flush=True)
+  return results
 
 
 if __name__ == '__main__':

@@ -19,7 +19,11 @@ from synface_jax import config as config_lib, train  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Where checkpoints and TensorBoard metrics go.')
 flags.DEFINE_bool('distributed', False,
-                  'Call jax.distributed.initialize() (multi-host TPU pods and GPU clusters).')
+                  'Join a multi-process run with jax.distributed.initialize(); TPU pods, SLURM and '
+                  'Open MPI set it up from the environment, else give the three flags below.')
+flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 (implies --distributed).')
+flags.DEFINE_integer('num_processes', None, 'Number of processes in the run.')
+flags.DEFINE_integer('process_id', None, 'This process, 0 .. num_processes - 1.')
 config_flags.DEFINE_config_file('config', None, 'A configs/*.py file, optionally with :ARG.',
                                 lock_config=True)
 flags.mark_flags_as_required(['config', 'workdir'])
@@ -39,8 +43,9 @@ def main(argv):
   logging.get_absl_handler().addFilter(_QuietLibraries())
   config = FLAGS.config
   config_lib.validate(config)
-  if FLAGS.distributed:
-    jax.distributed.initialize()
+  if FLAGS.distributed or FLAGS.coordinator_address:
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   # tf.data must not grab an accelerator that JAX needs.
   import tensorflow as tf
   tf.config.set_visible_devices([], 'GPU')
