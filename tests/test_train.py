@@ -149,6 +149,25 @@ def test_partial_fc_step_touches_only_sampled_rows():
     assert 0 < touched[s * 100:(s + 1) * 100].sum() <= 25
 
 
+@pytest.mark.slow
+def test_logits_are_never_gathered_whole():
+  """With the head split over 'model', no device assembles the [batch, classes] logits."""
+  if jax.device_count() < 8:
+    pytest.skip('needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)')
+  config = tiny_config('real')
+  mesh = sharding.make_mesh(2, 4)
+  model = tiny_model()
+  schedule = train.learning_rate_schedule(config, 100)
+  tx = train.make_optimizer(config, schedule)
+  state = train.init_state(model, tx, 400, jax.random.key(0), mesh, SIZE)
+  step = train.jit_train_step(
+      train.make_train_step(config, model, tx, schedule, mesh, num_classes=400), state, mesh)
+  batch = sharding.host_local_to_global(real_batch(0), mesh)
+  hlo = step.lower(state, None, batch, jax.random.key(0)).compile().as_text()
+  gathers = [line for line in hlo.splitlines() if 'all-gather' in line and '400' in line]
+  assert not gathers, gathers[:3]
+
+
 def test_step_learns_a_fixed_batch():
   config = tiny_config('real')
   config.optim.learning_rate = 0.5
