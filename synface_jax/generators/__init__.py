@@ -50,6 +50,6 @@ def _import_backends():
         raise
 
 
-_BACKENDS = ('synface_jax.generators.procedural',)
+_BACKENDS = ('synface_jax.generators.procedural', 'synface_jax.generators.discofacegan')
 
 __all__ = ['Factors', 'get_generator', 'register']

@@ -62,7 +62,7 @@ def expected_variables(arch: Arch) -> dict:
   Includes the variables the forward pass does not use (lod, dlatent_avg, the lower-resolution
   ToRGB layers of progressive growing), so a snapshot must hold exactly these.
   """
-  shapes = jax.eval_shape(lambda: network.init_params(jax.random.key(0), arch, ()))
+  shapes = network.param_shapes(arch, ())
   expected = {'': {'lod': (), 'dlatent_avg': (arch.dlatent_size,)}}
   for key in COMPONENTS:
     flat = jax.tree_util.tree_flatten_with_path(shapes[key])[0]

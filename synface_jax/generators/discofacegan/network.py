@@ -11,6 +11,7 @@ All float32; `dtype` selects the compute precision of the convolutions and dense
 """
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from synface_jax.generators.discofacegan import truncation, vae
 from synface_jax.generators.discofacegan.arch import Arch
@@ -44,22 +45,45 @@ def generate(params, arch: Arch, latents, psi=truncation.PSI, cutoff=truncation.
                    dtype)
 
 
-def init_params(key, arch: Arch, factors=tuple(vae.FACTORS)):
-  """Random parameters with the official initialisation (and the given VAE factors).
+def param_shapes(arch: Arch, factors=tuple(vae.FACTORS)):
+  """The parameter tree as jax.ShapeDtypeStructs (nothing is computed)."""
+  def init():
+    key = jax.random.key(0)
+    return {
+        'mapping': Mapping(arch).init(key, jnp.zeros((1, arch.latent_size)))['params'],
+        'synthesis': Synthesis(arch).init(
+            key, jnp.zeros((1, arch.num_layers, arch.dlatent_size)))['params'],
+        'mean_w_id': jnp.zeros((arch.num_layers, arch.dlatent_size)),
+        'vae': {name: vae.decoder(name).init(key, jnp.zeros((1, vae.FACTORS[name].z_dim)))[
+            'params'] for name in factors},
+    }
+  return jax.eval_shape(init)
 
-  The official code initialises noise strengths and biases to zero and the constant to one;
-  mean_w_id is zero here (see mean_w.compute_mean_w_id).
+
+def _random_leaf(rng, names, shape, arch: Arch):
+  """One random parameter following the official initialisation of its variable."""
+  leaf = names[-1]
+  if names[0] == 'vae':  # tf.layers.dense: Glorot-uniform kernel, zero bias.
+    if leaf == 'bias':
+      return np.zeros(shape, np.float32)
+    limit = np.sqrt(6.0 / (shape[0] + shape[1]))
+    return rng.uniform(-limit, limit, shape).astype(np.float32)
+  if leaf == 'bias' or names[-2:] == ('Noise', 'weight') or leaf == 'mean_w_id':
+    return np.zeros(shape, np.float32)
+  if leaf == 'const':
+    return np.ones(shape, np.float32)
+  std = 1.0 / arch.mapping_lrmul if names[0] == 'mapping' else 1.0
+  return (rng.standard_normal(shape) * std).astype(np.float32)
+
+
+def random_params(seed: int, arch: Arch, factors=tuple(vae.FACTORS)):
+  """Random float32 numpy parameters drawn from `seed` with the official initialisation.
+
+  Stored weights and noise maps N(0, 1) (mapping weights N(0, 1 / lrmul)), biases and noise
+  strengths zero, the constant one, VAE kernels Glorot-uniform; mean_w_id zero. Drawn in numpy:
+  no compilation.
   """
-  k_map, k_syn, k_vae = jax.random.split(key, 3)
-  latents = jnp.zeros((1, arch.latent_size))
-  params = {
-      'mapping': Mapping(arch).init(k_map, latents)['params'],
-      'synthesis': Synthesis(arch).init(
-          k_syn, jnp.zeros((1, arch.num_layers, arch.dlatent_size)))['params'],
-      'mean_w_id': jnp.zeros((arch.num_layers, arch.dlatent_size)),
-      'vae': {},
-  }
-  for name, k in zip(factors, jax.random.split(k_vae, len(factors))):
-    params['vae'][name] = vae.decoder(name).init(k, jnp.zeros((1, vae.FACTORS[name].z_dim)))[
-        'params']
-  return params
+  rng = np.random.default_rng(seed)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, s: _random_leaf(rng, tuple(p.key for p in path), s.shape, arch),
+      param_shapes(arch, factors))
