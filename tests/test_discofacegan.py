@@ -100,6 +100,17 @@ def test_converted_generator_reproduces_golden(converted, decoders):
   np.testing.assert_allclose(nchw[3:], io['trunc_images'], rtol=0, atol=1e-3)
 
 
+def test_bfloat16_synthesis_stays_close(converted):
+  io = _io()
+  arch, _ = checkpoint.read_info(converted)
+  params = checkpoint.load(converted)
+  images = jax.jit(lambda p, l: network.generate(p, arch, l, dtype=jnp.bfloat16))(
+      params, io['latents'])
+  assert images.dtype == jnp.float32
+  ref = np.clip(io['trunc_images'].transpose(0, 2, 3, 1), -1, 1)
+  assert float(np.abs(np.clip(images, -1, 1) - ref).mean()) < 0.03
+
+
 def test_truncation_example():
   io = _io()
   np.testing.assert_array_equal(truncation.identity_latents(io['latents']),
@@ -239,6 +250,9 @@ def test_crop_puts_source_landmarks_on_the_template():
     np.testing.assert_allclose(centre, crop.scale * np.array([sx, sy]) + crop.translation,
                                atol=0.05)
     np.testing.assert_allclose(centre, [tx, ty], atol=1.0)
+  synface = align.Crop(256, (112, 96), align.template('synface', (112, 96)))
+  assert synface.scale == pytest.approx(crop.scale)
+  assert synface(jnp.zeros((1, 256, 256, 3))).shape == (1, 112, 96, 3)
 
 
 # --- the generator interface --------------------------------------------------------------------

@@ -43,7 +43,8 @@ class DiscoFaceGAN:
     seed: fixes the identity pool (and the random weights when there is no checkpoint).
     psi, cutoff: truncation strength and the style layers it applies to ([0, cutoff)).
     template: 'arcface' (112x112 geometry) or 'synface' (112x96).
-    dtype: compute dtype of the generator network, 'float32' or 'bfloat16' (params stay float32).
+    dtype: compute dtype of the synthesis network, 'float32' or 'bfloat16' (params stay float32;
+      the mapping and the VAE decoders run in float32).
     preset: architecture of the random-weight network: 'small' (the reduced 128 px network of the
       golden data) or 'full' (the real 256 px one).
     params: a parameter tree in the checkpoint layout, used instead of a checkpoint (with `arch`).

@@ -7,7 +7,7 @@ Parameter tree (what `convert` writes and `checkpoint.load` returns):
      'synthesis': {...},                                          see synthesis.py
      'mean_w_id': [num_layers, dlatent_size]}
 
-All float32; `dtype` selects the compute precision of the convolutions and dense layers.
+All float32; `dtype` selects the compute precision of the layers (params stay float32).
 """
 import jax
 import jax.numpy as jnp
@@ -40,9 +40,12 @@ def truncated_dlatents(params, arch: Arch, latents, psi=truncation.PSI,
 
 def generate(params, arch: Arch, latents, psi=truncation.PSI, cutoff=truncation.CUTOFF,
              dtype=jnp.float32):
-  """Raw images [B, R, R, 3] (NHWC, about [-1, 1], unclipped) of generator inputs [B, 286]."""
-  return synthesis(params, arch, truncated_dlatents(params, arch, latents, psi, cutoff, dtype),
-                   dtype)
+  """Raw images [B, R, R, 3] (NHWC, about [-1, 1], unclipped) of generator inputs [B, 286].
+
+  `dtype` is the compute dtype of the synthesis network; the mapping (a small share of the
+  cost, and sensitive through its 0.01 learning-rate multiplier) always runs in float32.
+  """
+  return synthesis(params, arch, truncated_dlatents(params, arch, latents, psi, cutoff), dtype)
 
 
 def param_shapes(arch: Arch, factors=tuple(vae.FACTORS)):
