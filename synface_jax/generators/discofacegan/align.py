@@ -1,18 +1,19 @@
 """A fixed similarity crop of DiscoFaceGAN's frame onto a 5-point face template (ArcFace's).
 
-DiscoFaceGAN's faces are aligned by construction: its training images were aligned to the 3DMM
-camera its imitation losses render with (camera on the z axis at distance 10 looking at the
-origin, focal 1015 * 1.22 px and principal point 128 for a 256 px frame, no translation
-coefficient), so a face with zero pose sits where that camera projects the mean face. The
-source points of the crop are therefore the five landmarks of the mean face (eye centres, nose
-tip, mouth corners; BFM units, y up, z towards the camera) at zero pose, projected with that
-camera: about (88.9, 91.6), (166.9, 91.6), (128.4, 134.1), (96.1, 176.3), (159.5, 176.3) px.
-The crop is the least-squares uniform scale + translation from those points to the template
-(no rotation: both point sets are upright and left-right symmetric to within 0.2 px); for
-ArcFace's 112x112 template it is scale 0.470 (the 112 crop spans about 236 px of the 256 frame,
-starting 19 px above it, which is filled by repeating the edge row), fit residual below 0.8 px.
-Pose and identity move the real landmarks away from these fixed points (as a real photo's
-landmarks move with head pose after alignment); give `source_landmarks` to use measured ones.
+How the crop was chosen. DiscoFaceGAN's faces are aligned by construction: its training images
+were aligned for, and its imitation losses render with, one 3DMM camera (on the z axis at
+distance 10 looking at the origin, focal 1015 * 1.22 px, principal point 128 in the 256 px
+frame) and its latent factors have no translation, so a face with zero pose sits where that
+camera projects the mean face. The crop's source points are therefore the five landmarks of the
+3DMM mean face (eye centres, nose tip, mouth corners; BFM units, y up, z towards the camera; the
+values below are approximate) at zero pose, projected with that camera: about (88.9, 91.6),
+(166.9, 91.6), (128.4, 134.1), (96.1, 176.3), (159.5, 176.3) px. The crop is the least-squares
+uniform scale + translation from them to the template (no rotation: both point sets are upright
+and left-right symmetric to within 0.2 px). For ArcFace's 112x112 template that is scale 0.470
+(fit residual under 0.8 px): the crop spans about 238 px of the 256 frame and starts 19 px
+above it, where the top row is repeated. Pose and identity move a face's real landmarks away
+from these fixed points, as a real photo's do after alignment; `source_landmarks` replaces the
+estimate (for example with landmarks measured on generated faces).
 """
 import math
 
