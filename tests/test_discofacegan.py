@@ -257,9 +257,16 @@ def test_crop_puts_source_landmarks_on_the_template():
 
 # --- the generator interface --------------------------------------------------------------------
 
+def test_no_checkpoint_is_an_error_naming_the_field():
+  config = ml_collections.ConfigDict({'name': 'discofacegan', 'image_size': (112, 112)})
+  with pytest.raises(ValueError, match='generator.checkpoint'):
+    generators.get_generator(config)
+
+
 @pytest.fixture(scope='module')
 def small_generator():
-  config = ml_collections.ConfigDict({'name': 'discofacegan', 'image_size': (112, 112)})
+  config = ml_collections.ConfigDict(
+      {'name': 'discofacegan', 'image_size': (112, 112), 'preset': 'small'})
   generator = generators.get_generator(config)
   return generator, generator.init(jax.random.key(0))
 

@@ -35,9 +35,7 @@ class DiscoFaceGAN:
   """DiscoFaceGAN generator (see the module docstring for the interface).
 
   Args:
-    checkpoint: directory written by `convert`. When None (and no `params`), the network has
-      random weights of architecture `preset` drawn from `seed` (network.random_params; mean_w_id
-      zero): for benchmarks and tests only (a warning is logged).
+    checkpoint: directory written by `convert`. Required unless `params` or `preset` is given.
     image_size: (H, W) of the aligned faces.
     num_identities: size of the identity pool the config uses; any non-negative id is valid here.
     seed: fixes the identity pool (and the random weights when there is no checkpoint).
@@ -45,8 +43,9 @@ class DiscoFaceGAN:
     template: 'arcface' (112x112 geometry) or 'synface' (112x96).
     dtype: compute dtype of the synthesis network, 'float32' or 'bfloat16' (params stay float32;
       the mapping and the VAE decoders run in float32).
-    preset: architecture of the random-weight network: 'small' (the reduced 128 px network of the
-      golden data) or 'full' (the real 256 px one).
+    preset: asks for a network with RANDOM weights drawn from `seed` (mean_w_id zero), for
+      benchmarks and tests only: 'small' (the reduced 128 px network of the golden data) or 'full'
+      (the real 256 px one).
     params: a parameter tree in the checkpoint layout, used instead of a checkpoint (with `arch`).
     arch: the architecture of `params` (a preset name, a dict of Arch fields or an Arch).
     source_landmarks: [5, 2] (x, y) points of the generator frame to crop from (default: the
@@ -55,7 +54,7 @@ class DiscoFaceGAN:
 
   def __init__(self, checkpoint=None, image_size=(112, 112), num_identities=None, seed=0,
                psi=truncation.PSI, cutoff=truncation.CUTOFF, template='arcface',
-               dtype='float32', preset='small', params=None, arch=None, source_landmarks=None):
+               dtype='float32', preset=None, params=None, arch=None, source_landmarks=None):
     if dtype not in _DTYPES:
       raise ValueError(f'dtype={dtype!r}; choose one of {sorted(_DTYPES)}')
     self.image_size = tuple(int(v) for v in image_size)
@@ -72,6 +71,10 @@ class DiscoFaceGAN:
     elif params is not None:
       self.arch = get_arch(arch if arch is not None else preset)
       decoders = params['vae']
+    elif preset is None and arch is None:
+      raise ValueError('generator.checkpoint: DiscoFaceGAN needs a converted checkpoint directory '
+                       '(python -m synface_jax.generators.discofacegan.convert); '
+                       "generator.preset='small' gives random weights for benchmarks only")
     else:
       self.arch = get_arch(arch if arch is not None else preset)
       logging.warning('discofacegan: no checkpoint given, using RANDOM weights of the %r network '
