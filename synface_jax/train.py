@@ -23,9 +23,8 @@ import optax
 from clu import metrics as clu_metrics
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from synface_jax import losses, mixup, sharding
+from synface_jax import losses, mixup, models, sharding
 from synface_jax.mixup import SoftLabel
-from synface_jax import models
 from synface_jax.models import head as head_lib
 
 
@@ -303,7 +302,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
                                            every_steps=config.log_every_steps)
-  hooks = [report]
   train_metrics = None
   summary = {}
   logging.info('Training %s: %d classes, steps %d..%d (%d per epoch), batch %d, mesh %s',
@@ -314,8 +312,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       batch = next(real_iter) if real_iter else None
       state, metrics = step_fn(state, gen_params, batch, key)
     train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
-    for hook in hooks:
-      hook(step)
+    report(step)
     if step % config.log_every_steps == 0 or step == num_steps:
       summary = {f'train/{k}': float(v) for k, v in train_metrics.compute().items()}
       writer.write_scalars(step, summary)
