@@ -37,13 +37,19 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.fallback = True          # SynFace's cos(t) - m sin(m) when t + m > pi; False = insightface.
   c.loss.sample_rate = 1.0        # Partial FC: share of each head shard's classes scored per step.
 
-  # Real images: an identity image folder (one sub-folder per identity, CASIA-WebFace layout).
+  # Real images: identity image folders (CASIA-WebFace layout), insightface RecordIO (train.rec),
+  # SynFace's released set or a prepared TFDS dataset; prepared once as TFDS (synface_jax/data).
   c.real = ml_collections.ConfigDict()
   c.real.path = ''
+  c.real.source = 'auto'          # auto | folder | synface | rec | tfds (auto: detected from path).
+  c.real.data_dir = ''            # Where prepared TFDS data goes; '' = TFDS's default.
   c.real.num_identities = 0       # N: the first N identities (sorted); 0 = all.
   c.real.images_per_identity = 0  # S: the first S images of each; 0 = all.
   c.real.flip = True
-  c.real.shuffle_buffer = 10_000
+  c.real.zoom_crop = 0.0          # Probability of a random zoom-crop (SynFace: 0.5).
+  c.real.zoom = 112 / 96          # Its zoom factor (SynFace's Resize(112) + RandomCrop(112x96)).
+  c.real.random_erasing = 0.0     # Probability of random erasing (SynFace: 0.5).
+  c.real.shuffle_buffer = 0       # Examples shuffled together; 0 = the whole set, every epoch.
 
   # Synthetic identities rendered online inside the train step.
   c.synthetic = ml_collections.ConfigDict()
@@ -165,9 +171,15 @@ def validate(c: ml_collections.ConfigDict) -> None:
   uses_real = c.regime in ('real', 'mixed')
   uses_syn = c.regime in ('synthetic', 'mixed')
   if uses_real:
-    need(bool(c.real.path), 'real.path', f'the {c.regime} regime needs an identity image folder')
+    need(bool(c.real.path), 'real.path', f'the {c.regime} regime needs real identity data')
+    need(c.real.source in ('auto', 'folder', 'synface', 'rec', 'tfds'), 'real.source',
+         "must be 'auto', 'folder', 'synface', 'rec' or 'tfds'")
     need(c.real.num_identities >= 0, 'real.num_identities', 'must be >= 0 (0 = all)')
     need(c.real.images_per_identity >= 0, 'real.images_per_identity', 'must be >= 0 (0 = all)')
+    need(0.0 <= c.real.zoom_crop <= 1.0, 'real.zoom_crop', 'is a probability, in [0, 1]')
+    need(c.real.zoom >= 1.0, 'real.zoom', 'must be >= 1 (a zoom in)')
+    need(0.0 <= c.real.random_erasing <= 1.0, 'real.random_erasing', 'is a probability, in [0, 1]')
+    need(c.real.shuffle_buffer >= 0, 'real.shuffle_buffer', 'must be >= 0 (0 = the whole set)')
   if uses_syn:
     need(c.synthetic.num_identities >= 2, 'synthetic.num_identities', 'must be >= 2')
     need(c.synthetic.images_per_identity >= 0, 'synthetic.images_per_identity', 'must be >= 0')

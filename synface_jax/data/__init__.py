@@ -1,45 +1,123 @@
-"""Real training data: the one place where the train loop gets its real batches from."""
+"""Real training data: the one place where the train loop gets its real batches from.
+
+`real_dataset(config, mesh)` prepares `config.real.path` as a TFDS dataset (identity image folders,
+insightface RecordIO, SynFace's released set, or an already prepared TFDS dataset; see `detect`),
+selects the first N identities x first S images (`real.num_identities`, `real.images_per_identity`)
+and streams this host's share of them as global batches on the mesh. Everything that can be wrong
+with the data is found here, before training starts.
+
+TensorFlow is imported inside the functions: the train step imports this package without it.
+"""
+import atexit
 import dataclasses
 from typing import Iterator
+import weakref
 
 import jax
 import ml_collections
+import numpy as np
 
 from synface_jax import sharding
-from synface_jax.data import image_folder
 
 
 @dataclasses.dataclass
 class RealData:
-  """A real identity dataset streamed as global batches on the mesh."""
+  """A real identity dataset streamed as global batches on the mesh.
+
+  Batches are {'image': float32 [B, H, W, 3] in [-1, 1], 'label': int32 [B]} and, when the source
+  carries soft labels (SynFace's released set), also 'label_ids' int32 [B, 2] and 'label_weights'
+  float32 [B, 2] ('label' is then the class with the larger weight).
+  """
   config: ml_collections.ConfigDict
   mesh: jax.sharding.Mesh
-  folder: image_folder.IdentityFolder
-
-  @property
-  def num_classes(self) -> int:
-    return self.folder.num_classes
+  builder: object          # The prepared TFDS builder.
+  kind: str                # What real.path holds (see synface_jax.data.detect).
+  indices: np.ndarray      # Selected example indices, in dataset order (all hosts).
+  num_classes: int
+  soft: bool               # Whether batches carry label_ids / label_weights.
 
   @property
   def num_images(self) -> int:
-    return len(self.folder.files)
+    return len(self.indices)
+
+  def host_indices(self, process_index: int | None = None,
+                   process_count: int | None = None) -> np.ndarray:
+    from synface_jax.data import select
+    return select.host_shard(
+        self.indices, jax.process_index() if process_index is None else process_index,
+        jax.process_count() if process_count is None else process_count)
 
   def iterator(self, start_step: int = 0) -> Iterator[dict]:
     """Global batches; a resumed run reshuffles with a seed derived from its start step."""
+    from synface_jax.data import pipeline
     c = self.config
     per_host, rest = divmod(c.optim.batch_size, jax.process_count())
     if rest:
       raise ValueError(f'optim.batch_size={c.optim.batch_size} is not divisible by the '
                        f'{jax.process_count()} processes')
-    ds = image_folder.make_dataset(
-        self.folder, batch_size=per_host, image_size=tuple(c.model.input_size),
-        seed=c.seed * 1_000_003 + start_step, flip=c.real.flip, shuffle_buffer=c.real.shuffle_buffer,
-        process_index=jax.process_index(), process_count=jax.process_count())
-    for batch in ds.as_numpy_iterator():
-      yield sharding.host_local_to_global(batch, self.mesh)
+    ds = pipeline.train_batches(
+        self.builder, self.host_indices(), batch_size=per_host,
+        image_size=tuple(c.model.input_size), augment=augmentation(c),
+        seed=(c.seed * 1_000_003 + start_step) * 1_009 + jax.process_index(),
+        shuffle_buffer=c.real.shuffle_buffer)
+    return GlobalBatches(ds, self.mesh)
+
+
+class GlobalBatches:
+  """Iterator over a host's tf.data batches, assembled into global arrays on the mesh.
+
+  Open iterators are closed when Python exits, so that tf.data's reader threads stop first.
+  """
+  _open = weakref.WeakSet()
+
+  def __init__(self, dataset, mesh):
+    self._batches = dataset.as_numpy_iterator()
+    self._mesh = mesh
+    GlobalBatches._open.add(self)
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict:
+    if self._batches is None:
+      raise StopIteration
+    return sharding.host_local_to_global(next(self._batches), self._mesh)
+
+  def close(self) -> None:
+    self._batches = None
+
+  @classmethod
+  def close_all(cls) -> None:
+    for it in list(cls._open):
+      it.close()
+
+
+atexit.register(GlobalBatches.close_all)
+
+
+def augmentation(config: ml_collections.ConfigDict):
+  """The training augmentation the `real` block asks for."""
+  from synface_jax.data import augment
+  r = config.real
+  return augment.Augment(flip=bool(r.flip), zoom_crop=float(r.zoom_crop), zoom=float(r.zoom),
+                         random_erasing=float(r.random_erasing))
 
 
 def real_dataset(config: ml_collections.ConfigDict, mesh) -> RealData:
-  folder = image_folder.scan(config.real.path, config.real.num_identities,
-                             config.real.images_per_identity)
-  return RealData(config, mesh, folder)
+  """Prepares (once) and selects the real set; raises ValueError naming what is wrong."""
+  from synface_jax.data import detect, labels, prepare, select
+  r = config.real
+  builder, kind = prepare.prepare(r.path, r.source, r.data_dir, jax.process_index(),
+                                  jax.process_count())
+  if kind in detect.PAIR_KINDS:
+    raise ValueError(f'real.path={r.path!r} is a verification pair set ({kind}); train on identity '
+                     'data and list pair sets in eval.pairs')
+  info = labels.read(builder)
+  chosen = select.select(info.labels, info.num_classes, r.num_identities, r.images_per_identity,
+                         info.partners, source=r.path)
+  classes_used = len(np.unique(info.labels[chosen.indices])) if len(chosen.indices) else 0
+  if classes_used < 2:
+    raise ValueError(f'real.path={r.path!r}: the selection has {len(chosen.indices)} images of '
+                     f'{classes_used} identities; need at least 2 identities')
+  return RealData(config, mesh, builder, kind, chosen.indices, chosen.num_classes,
+                  soft=info.partners is not None)

@@ -1,0 +1,121 @@
+"""Checking and decoding encoded face images, and the report of what a scan skipped or converted.
+
+Every image that enters a prepared dataset passes `check_image` first: it must decode completely
+(a corrupt or truncated file is skipped), and it is stored as RGB JPEG or PNG bytes (other modes
+and formats, e.g. grayscale, CMYK or BMP, are converted to RGB PNG and reported). Decoding for the
+shell tools uses Pillow, as the golden files do.
+"""
+import dataclasses
+import io
+import warnings
+
+import numpy as np
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
+KEPT_FORMATS = ('JPEG', 'PNG')
+MAX_NAMED = 20  # Files named in one warning; `stats` lists them all.
+
+
+class BadImage(ValueError):
+  """An image that cannot be used; the message is the reason."""
+
+
+@dataclasses.dataclass
+class Report:
+  """Files a scan skipped or converted, each with its reason."""
+  source: str
+  skipped: list = dataclasses.field(default_factory=list)    # [(file, reason)]
+  converted: list = dataclasses.field(default_factory=list)  # [(file, reason)]
+
+  def skip(self, file: str, reason: str) -> None:
+    self.skipped.append((str(file), reason))
+
+  def convert(self, file: str, reason: str) -> None:
+    self.converted.append((str(file), reason))
+
+  def reasons(self) -> dict:
+    """Number of skipped files per reason (the reason's text up to its first colon)."""
+    counts = {}
+    for _, reason in self.skipped:
+      head = reason.split(':')[0]
+      counts[head] = counts.get(head, 0) + 1
+    return counts
+
+  def warn(self) -> None:
+    """One warning for the skipped files and one for the converted files, naming them."""
+    for what, items in (('skipped', self.skipped), ('converted to RGB', self.converted)):
+      if not items:
+        continue
+      named = '; '.join(f'{f} ({r})' for f, r in items[:MAX_NAMED])
+      more = (f'; and {len(items) - MAX_NAMED} more (python -m synface_jax.data stats lists all)'
+              if len(items) > MAX_NAMED else '')
+      warnings.warn(f'{self.source}: {what} {len(items)} files: {named}{more}', stacklevel=2)
+
+  def to_json(self) -> dict:
+    return {
+        'skipped': len(self.skipped),
+        'skipped_reasons': self.reasons(),
+        'skipped_files': [{'file': f, 'reason': r} for f, r in self.skipped],
+        'converted': len(self.converted),
+        'converted_files': [{'file': f, 'reason': r} for f, r in self.converted],
+    }
+
+
+def check_image(data: bytes, size: tuple[int, int] | None = None) -> tuple[bytes, str | None, tuple]:
+  """Decodes `data` completely and returns (bytes to store, conversion note or None, (H, W)).
+
+  Raises:
+    BadImage: the data does not decode completely, or its size is not `size` (H, W) when given.
+  """
+  from PIL import Image
+  try:
+    with Image.open(io.BytesIO(data)) as im:
+      im.load()
+      fmt, mode = im.format, im.mode
+      hw = (im.height, im.width)
+      if size is not None and hw != tuple(size):
+        raise BadImage(f'wrong size: {hw[0]}x{hw[1]}, the set is {size[0]}x{size[1]}')
+      if fmt in KEPT_FORMATS and mode == 'RGB':
+        return data, None, hw
+      rgb = im.convert('RGB')
+  except BadImage:
+    raise
+  except Exception as e:  # Pillow raises many types for damaged files.
+    raise BadImage(f'cannot decode: {type(e).__name__}: {e}') from None
+  buffer = io.BytesIO()
+  rgb.save(buffer, 'PNG')
+  return buffer.getvalue(), f'{fmt} {mode} stored as RGB PNG', hw
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+  """(H, W) from the image header without decoding the pixels; None when unreadable."""
+  from PIL import Image
+  try:
+    with Image.open(io.BytesIO(data)) as im:
+      return im.height, im.width
+  except Exception:  # Damaged files are reported by check_image.
+    return None
+
+
+def decode(data: bytes) -> np.ndarray:
+  """uint8 [H, W, 3] RGB pixels of an encoded image (Pillow)."""
+  from PIL import Image
+  with Image.open(io.BytesIO(data)) as im:
+    return np.asarray(im.convert('RGB'))
+
+
+def encode_jpeg(pixels: np.ndarray, quality: int = 95) -> bytes:
+  """JPEG bytes of uint8 [H, W, 3] RGB pixels (Pillow)."""
+  from PIL import Image
+  buffer = io.BytesIO()
+  Image.fromarray(np.asarray(pixels, np.uint8), 'RGB').save(buffer, 'JPEG', quality=quality)
+  return buffer.getvalue()
+
+
+def most_common_size(sizes) -> tuple[int, int] | None:
+  """The most frequent (H, W) among `sizes` (None entries ignored); ties go to the first seen."""
+  counts = {}
+  for s in sizes:
+    if s is not None:
+      counts[s] = counts.get(s, 0) + 1
+  return max(counts, key=counts.get) if counts else None
