@@ -107,11 +107,12 @@ def real_dataset(config: ml_collections.ConfigDict, mesh) -> RealData:
   """Prepares (once) and selects the real set; raises ValueError naming what is wrong."""
   from synface_jax.data import detect, labels, prepare, select
   r = config.real
-  builder, kind = prepare.prepare(r.path, r.source, r.data_dir, jax.process_index(),
-                                  jax.process_count())
+  kind = detect.resolve(r.path, r.source)
   if kind in detect.PAIR_KINDS:
     raise ValueError(f'real.path={r.path!r} is a verification pair set ({kind}); train on identity '
                      'data and list pair sets in eval.pairs')
+  builder, kind = prepare.prepare(r.path, kind, r.data_dir, jax.process_index(),
+                                  jax.process_count())
   info = labels.read(builder)
   chosen = select.select(info.labels, info.num_classes, r.num_identities, r.images_per_identity,
                          info.partners, source=r.path)

@@ -57,7 +57,8 @@ def _image_keys(rs: RecSet, f: recordio.RecordFile, index: dict) -> list:
       if header.flag > 0:
         return list(range(1, int(header.label[0])))
     except recordio.RecordError as e:
-      rs.report.skip(f'{rs.rec}#0', f'truncated header record: {e}; using every indexed image')
+      rs.report.skip(f'{os.path.basename(rs.rec)}#0',
+                     f'truncated header record: {e}; using every indexed image')
   return sorted(k for k in index if k != 0)
 
 

@@ -1,0 +1,120 @@
+"""Face data from the shell: inspect, dump, prepare, export.
+
+    python -m synface_jax.data stats PATH
+    python -m synface_jax.data dump PATH --out X.npz [--limit N]
+    python -m synface_jax.data build PATH [--data-dir DIR]
+    python -m synface_jax.data export --out DIR --identities 10000 --images 50 [--im synface] [--tfds]
+
+PATH is an identity image folder, SynFace's released set, insightface RecordIO (a folder with
+train.rec or the .rec), LFW (a folder with pairs.txt, or ROOT:PAIRS), a .bin pack (or a folder of
+them) or a prepared TFDS dataset folder; --kind overrides the detection. Each command prints one
+JSON line; a source that cannot be read prints {"kind", "path", "error"} and exits with status 1.
+"""
+import argparse
+import json
+import os
+import pickle
+import sys
+import warnings
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+
+def _stats(args) -> dict:
+  from synface_jax.data import summary
+  return summary.stats(args.path, args.kind)
+
+
+def _dump(args) -> dict:
+  from synface_jax.data import summary
+  return summary.dump(args.path, args.out, args.limit, args.kind)
+
+
+def _build(args) -> dict:
+  from synface_jax.data import prepare
+  builder, kind = prepare.prepare(args.path, args.kind, args.data_dir)
+  return {'kind': kind, 'path': args.path, 'name': builder.info.full_name,
+          'data_dir': os.fspath(builder.data_dir),
+          'splits': {k: v.num_examples for k, v in builder.info.splits.items()}}
+
+
+def _export(args) -> dict:
+  import jax
+  import ml_collections
+  from synface_jax import generators, mixup
+  from synface_jax.data import export
+  config = ml_collections.ConfigDict({'name': args.generator, 'image_size': args.size})
+  generator = generators.get_generator(config)
+  params = generator.init(jax.random.key(args.generator_seed))
+  phi = None if args.im == 'off' else mixup.make_sampler(args.im)
+  result = export.export_folder(
+      generator, params, args.out, num_identities=args.identities,
+      images_per_identity=args.images, phi_sampler=phi, seed=args.seed, draw_seed=args.draw_seed,
+      batch_size=args.batch)
+  if args.tfds:
+    builder = export.to_tfds(args.out, args.data_dir)
+    result['tfds'] = {'name': builder.info.full_name, 'data_dir': os.fspath(builder.data_dir)}
+  return result
+
+
+def _size(text: str):
+  h, w = text.lower().split('x')
+  return int(h), int(w)
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog='python -m synface_jax.data', description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  sub = parser.add_subparsers(dest='command', required=True)
+  kinds = ('auto', 'folder', 'synface', 'rec', 'lfw', 'bin', 'tfds')
+  for name, help_text in (('stats', 'kind, identities, images or pairs, skipped files'),
+                          ('dump', 'decoded images and labels (or issame) to an .npz'),
+                          ('build', 'prepare PATH as a TFDS dataset (ArrayRecord)')):
+    p = sub.add_parser(name, help=help_text)
+    p.add_argument('path')
+    p.add_argument('--kind', default='auto', choices=kinds)
+    if name == 'dump':
+      p.add_argument('--out', required=True, help='the .npz to write')
+      p.add_argument('--limit', type=int, default=0, help='first N images (pairs); 0 = all')
+    if name == 'build':
+      p.add_argument('--data-dir', default='', help="TFDS data dir; default TFDS's")
+  p = sub.add_parser('export', help='render Syn_N_S into SynFace naming (and TFDS)')
+  p.add_argument('--out', required=True, help='folder to write identity folders into')
+  p.add_argument('--identities', type=int, required=True, help='N')
+  p.add_argument('--images', type=int, required=True, help='S, images per identity')
+  p.add_argument('--generator', default='procedural')
+  p.add_argument('--size', type=_size, default=(112, 112), help='HxW, e.g. 112x96')
+  p.add_argument('--im', default='synface', help="phi sampler spec, or 'off'")
+  p.add_argument('--seed', type=int, default=0, help='partners and phi')
+  p.add_argument('--draw-seed', type=int, default=1,
+                 help="nuisance draws; the train step's is config.seed + 1")
+  p.add_argument('--generator-seed', type=int, default=2,
+                 help="generator init; the train loop's is config.seed + 2")
+  p.add_argument('--batch', type=int, default=64)
+  p.add_argument('--tfds', action='store_true', help='also build it as a TFDS dataset')
+  p.add_argument('--data-dir', default='', help="TFDS data dir; default TFDS's")
+  return parser
+
+
+def main(argv=None) -> int:
+  args = build_parser().parse_args(argv)
+  command = {'stats': _stats, 'dump': _dump, 'build': _build, 'export': _export}[args.command]
+  with warnings.catch_warnings():
+    warnings.simplefilter('always')
+    warnings.showwarning = _show_warning
+    try:
+      result = command(args)
+    except (ValueError, OSError, pickle.UnpicklingError) as e:
+      print(json.dumps({'kind': getattr(args, 'kind', None), 'path': getattr(args, 'path', None),
+                        'error': str(e)}), flush=True)
+      return 1
+  print(json.dumps(result), flush=True)
+  return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+  print(f'warning: {message}', file=sys.stderr)
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,89 @@
+"""Offline export of a synthetic set Syn_N_S, in SynFace's released layout and as TFDS ArrayRecord.
+
+Image j of identity i is rendered from the same nuisance draw the train step uses for Syn_N_S
+(key fold_in(fold_in(key(draw_seed), i), j)), with identity mixup when a phi sampler is given:
+partner and phi are drawn per image from key fold_in(key(seed), i * S + j) and phi is rounded to
+the 3 decimals the file name keeps, before rendering (as SynFace does). Files are
+`{i+1:05}/{j+1:03}_{i+1:05}x{phi:.3f}_({partner+1:05})x{1-phi:.3f}.jpg`; without mixup the partner
+is the identity itself with weight 0. `to_tfds` then builds the folder as a `synface_mixup` TFDS
+dataset, whose examples carry the soft labels.
+"""
+from concurrent import futures
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from synface_jax import mixup
+from synface_jax.data import images, synface_names
+
+
+def _render_fn(generator, num_identities: int, images_per_identity: int, phi_sampler, seed: int,
+               draw_seed: int):
+  """A jitted (params, flat image numbers [B]) -> (uint8 images, ids, partners, phi)."""
+
+  def render(params, numbers):
+    ids = numbers // images_per_identity
+    js = numbers % images_per_identity
+    identity = jax.vmap(generator.identity, (None, 0))(params, ids)
+    if phi_sampler is None:
+      partners, phi = ids, jnp.ones(ids.shape, jnp.float32)
+    else:
+      keys = jax.vmap(lambda n: jax.random.fold_in(jax.random.key(seed), n))(numbers)
+      k_partner, k_phi = jax.vmap(lambda k: tuple(jax.random.split(k)))(keys)
+      partners = jax.vmap(lambda k, i: mixup.sample_partners(k, i, num_identities))(k_partner, ids)
+      phi = jax.vmap(lambda k: phi_sampler(k, ()))(k_phi).astype(jnp.float32)
+      phi = jnp.round(phi * 1000.0) / 1000.0
+      partner_identity = jax.vmap(generator.identity, (None, 0))(params, partners)
+      identity, _ = mixup.identity_mixup(identity, partner_identity, ids, partners, phi)
+    root = jax.random.key(draw_seed)
+    draw_keys = jax.vmap(lambda i, j: jax.random.fold_in(jax.random.fold_in(root, i), j))(ids, js)
+    factors = jax.vmap(generator.sample)(draw_keys, identity)
+    pixels, _ = generator.render(params, factors)
+    pixels = jnp.clip((pixels + 1.0) * 127.5, 0, 255).astype(jnp.uint8)
+    return pixels, ids, partners, phi
+  return jax.jit(render)
+
+
+def export_folder(generator, gen_params, out_dir: str, *, num_identities: int,
+                  images_per_identity: int, phi_sampler=None, seed: int = 0, draw_seed: int = 1,
+                  batch_size: int = 64, quality: int = 95) -> dict:
+  """Renders Syn_N_S into `out_dir` in SynFace's naming; returns counts.
+
+  draw_seed: the train step's (config.seed + 1) reproduces its fixed nuisance draws.
+  """
+  if num_identities < 2 or images_per_identity < 1:
+    raise ValueError(f'need at least 2 identities and 1 image each, got {num_identities} x '
+                     f'{images_per_identity}')
+  render = _render_fn(generator, num_identities, images_per_identity, phi_sampler, seed, draw_seed)
+  total = num_identities * images_per_identity
+  for i in range(num_identities):
+    os.makedirs(os.path.join(out_dir, synface_names.folder_name(i)), exist_ok=True)
+  with futures.ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
+    for start in range(0, total, batch_size):
+      numbers = np.arange(start, start + batch_size) % total  # The last batch wraps; cut below.
+      pixels, ids, partners, phi = jax.device_get(render(gen_params, jnp.asarray(numbers)))
+      count = min(batch_size, total - start)
+      jobs = []
+      for k in range(count):
+        i, j = int(ids[k]), int(numbers[k]) % images_per_identity
+        name = synface_names.file_name(i, j, float(phi[k]), int(partners[k]))
+        path = os.path.join(out_dir, synface_names.folder_name(i), name)
+        jobs.append(pool.submit(_write, path, pixels[k], quality))
+      for job in jobs:
+        job.result()
+  return {'path': out_dir, 'identities': num_identities, 'images': total,
+          'identity_mixup': phi_sampler is not None}
+
+
+def _write(path: str, pixels: np.ndarray, quality: int) -> None:
+  with open(path, 'wb') as f:
+    f.write(images.encode_jpeg(pixels, quality))
+
+
+def to_tfds(out_dir: str, data_dir: str = ''):
+  """Builds the exported folder as a `synface_mixup` TFDS dataset (ArrayRecord); its builder."""
+  from synface_jax.data import prepare
+  builder, _ = prepare.prepare(out_dir, 'synface', data_dir)
+  return builder
