@@ -6,6 +6,7 @@
     python -m synface_jax.benchmark mixup --batch 512
     python -m synface_jax.benchmark generate --batch 64
     python -m synface_jax.benchmark head --classes 100000,1000000 --devices 8
+    python -m synface_jax.benchmark input --data /data/casia-webface --batch 512
 
 Each prints readable lines and, last, one JSON line with every figure. Measured after compilation,
 blocking on the results; the machine's noise is yours to average out (use --steps).
@@ -179,6 +180,42 @@ def bench_generate(args) -> dict:
           'ms_per_batch': round(step_s * 1e3, 3), 'images_per_s': round(args.batch / step_s, 1)}
 
 
+def bench_input(args) -> dict:
+  """The real-data pipeline alone: decoded + augmented images per second on this host.
+
+  Prepares --data as the training loop does (the first run builds the TFDS dataset; that time is
+  not counted), then times --batches batches of --batch images with SynFace's augmentations.
+  """
+  from synface_jax import config as config_lib, data, sharding
+  c = config_lib.base_config()
+  c.real.path = args.data
+  c.real.data_dir = args.data_dir
+  c.model.input_size = tuple(args.size)
+  c.optim.batch_size = args.batch
+  c.real.zoom_crop = c.real.random_erasing = 0.5 if args.augment else 0.0
+  c.real.flip = args.augment
+  t0 = time.perf_counter()
+  real = data.real_dataset(c, sharding.make_mesh(-1, 1))
+  prepare_s = time.perf_counter() - t0
+  batches = real.iterator(0)
+  t0 = time.perf_counter()
+  jax.block_until_ready(next(batches))
+  first_s = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  for _ in range(args.batches):
+    batch = next(batches)
+  jax.block_until_ready(batch)
+  run_s = time.perf_counter() - t0
+  batches.close()
+  per_host = args.batch // jax.process_count()
+  return {'benchmark': 'input', 'data': args.data, 'kind': real.kind,
+          'images': real.num_images, 'classes': real.num_classes, 'batch': args.batch,
+          'input_size': list(args.size), 'augment': args.augment, 'hosts': jax.process_count(),
+          'cpus': os.cpu_count(), 'prepare_s': round(prepare_s, 3),
+          'first_batch_s': round(first_s, 3), 'ms_per_batch': round(run_s / args.batches * 1e3, 3),
+          'images_per_s_per_host': round(per_host * args.batches / run_s, 1)}
+
+
 def _size(text: str):
   h, w = text.lower().split('x')
   return int(h), int(w)
@@ -200,7 +237,7 @@ def _simulate_devices(n: int, argv) -> None:
 def main(argv=None):
   parser = argparse.ArgumentParser(prog='python -m synface_jax.benchmark', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('what', choices=('step', 'mixup', 'generate', 'head'))
+  parser.add_argument('what', choices=('step', 'mixup', 'generate', 'head', 'input'))
   parser.add_argument('--arch', default='r18')
   parser.add_argument('--width', type=float, default=1.0)
   parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
@@ -221,11 +258,19 @@ def main(argv=None):
   parser.add_argument('--steps', type=int, default=10)
   parser.add_argument('--peak-tflops', type=float, default=0.0,
                       help='per-device peak, for MFU (H100 SXM bf16 dense: 989)')
+  parser.add_argument('--data', default='', help='input: a real data path (see synface_jax.data)')
+  parser.add_argument('--data-dir', default='', help="input: TFDS data dir (default TFDS's)")
+  parser.add_argument('--batches', type=int, default=50, help='input: batches timed')
+  parser.add_argument('--augment', action=argparse.BooleanOptionalAction, default=True,
+                      help="input: SynFace's flip, zoom-crop (p 0.5) and random erasing (p 0.5)")
   args = parser.parse_args(argv)
+  if args.what == 'input' and not args.data:
+    parser.error('input needs --data PATH')
   _simulate_devices(args.devices, argv)
   if args.what != 'head':
     args.model_axis = args.model_axis or 1
-  run = {'step': bench_step, 'mixup': bench_mixup, 'generate': bench_generate, 'head': bench_head}
+  run = {'step': bench_step, 'mixup': bench_mixup, 'generate': bench_generate, 'head': bench_head,
+         'input': bench_input}
   results = run[args.what](args)
   for result in results if isinstance(results, list) else [results]:
     for k, v in result.items():

@@ -16,7 +16,7 @@ def _pixels(seed):
 
 
 def make_folder(root, counts, fmt='PNG'):
-  """Identity folders id000, id001, ... with counts[i] images whose pixels are _pixels(100 i + j)."""
+  """Identity folders id000, id001, ... with counts[i] PNGs, pixels _pixels(100 i + j)."""
   for i, n in enumerate(counts):
     os.makedirs(root / f'id{i:03d}', exist_ok=True)
     for j in range(n):

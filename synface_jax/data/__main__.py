@@ -3,7 +3,7 @@
     python -m synface_jax.data stats PATH
     python -m synface_jax.data dump PATH --out X.npz [--limit N]
     python -m synface_jax.data build PATH [--data-dir DIR]
-    python -m synface_jax.data export --out DIR --identities 10000 --images 50 [--im synface] [--tfds]
+    python -m synface_jax.data export --out DIR --identities 10000 --images 50 [--im SPEC] [--tfds]
 
 PATH is an identity image folder, SynFace's released set, insightface RecordIO (a folder with
 train.rec or the .rec), LFW (a folder with pairs.txt, or ROOT:PAIRS), a .bin pack (or a folder of

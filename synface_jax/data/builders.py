@@ -162,7 +162,8 @@ class LfwPairs(_PairBuilder):
   DESCRIPTION = __doc__
 
   def _split_generators(self, dl_manager):
-    return {'test': self._generate_examples(source_pairs.lfw_examples(self.source_path(dl_manager)))}
+    examples = source_pairs.lfw_examples(self.source_path(dl_manager))
+    return {'test': self._generate_examples(examples)}
 
 
 class VerificationBins(_PairBuilder):

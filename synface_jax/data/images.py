@@ -61,7 +61,7 @@ class Report:
     }
 
 
-def check_image(data: bytes, size: tuple[int, int] | None = None) -> tuple[bytes, str | None, tuple]:
+def check_image(data: bytes, size: tuple | None = None) -> tuple[bytes, str | None, tuple]:
   """Decodes `data` completely and returns (bytes to store, conversion note or None, (H, W)).
 
   Raises:

@@ -52,7 +52,8 @@ def config_name(path: str) -> str:
   p = os.path.abspath(p).rstrip(os.sep)
   name = os.path.basename(p)
   if os.path.isfile(p):
-    name = os.path.basename(os.path.dirname(p)) if name == 'train.rec' else os.path.splitext(name)[0]
+    parent = os.path.basename(os.path.dirname(p))
+    name = parent if name == 'train.rec' else os.path.splitext(name)[0]
   stem = re.sub(r'[^a-z0-9]+', '_', name.lower()).strip('_') or 'data'
   digest = hashlib.sha1(f'{os.path.abspath(path)}\n{fingerprint(path)}'.encode()).hexdigest()
   return f'{stem}_{digest[:12]}'

@@ -1,11 +1,11 @@
-"""insightface's MXNet RecordIO training sets (`train.rec`, `train.idx`, `property`), read without mxnet.
+"""insightface's MXNet RecordIO training sets (train.rec, train.idx, property), read without mxnet.
 
-`.rec` is a sequence of records: uint32 magic 0xCED7230A, uint32 `cflag << 29 | length`, the payload,
-zero padding to a multiple of 4. A payload too large for one record, or one holding the magic word
-at an aligned offset, is split into parts (cflag 1 = first, 2 = middle, 3 = last) and the magic word
-between two parts is left out; reading puts it back. A payload starts with the little-endian header
-struct 'IfQQ' (flag, label, id, id2); when flag > 0 it is followed by `flag` float32 labels. The rest
-is the content (a JPEG for image records).
+`.rec` is a sequence of records: uint32 magic 0xCED7230A, uint32 `cflag << 29 | length`, the
+payload, zero padding to a multiple of 4. A payload holding the magic word at an aligned offset is
+split into parts (cflag 1 = first, 2 = middle, 3 = last) and the magic word between two parts is
+left out; reading puts it back. A payload starts with the little-endian header struct 'IfQQ'
+(flag, label, id, id2); when flag > 0 it is followed by `flag` float32 labels. The rest is the
+content (a JPEG for image records).
 
 `.idx` lines are `key<TAB>byte offset`. Record 0, when its flag is > 0, holds the key range of the
 images: keys 1 .. label[0] - 1. `property` is one line "num_classes,height,width".
