@@ -49,7 +49,6 @@ def base_config() -> ml_collections.ConfigDict:
   c.real.zoom_crop = 0.0          # Probability of a random zoom-crop (SynFace: 0.5).
   c.real.zoom = 112 / 96          # Its zoom factor (SynFace's Resize(112) + RandomCrop(112x96)).
   c.real.random_erasing = 0.0     # Probability of random erasing (SynFace: 0.5).
-  c.real.shuffle_buffer = 0       # Examples shuffled together; 0 = the whole set, every epoch.
 
   # Synthetic identities rendered online inside the train step.
   c.synthetic = ml_collections.ConfigDict()
@@ -179,7 +178,6 @@ def validate(c: ml_collections.ConfigDict) -> None:
     need(0.0 <= c.real.zoom_crop <= 1.0, 'real.zoom_crop', 'is a probability, in [0, 1]')
     need(c.real.zoom >= 1.0, 'real.zoom', 'must be >= 1 (a zoom in)')
     need(0.0 <= c.real.random_erasing <= 1.0, 'real.random_erasing', 'is a probability, in [0, 1]')
-    need(c.real.shuffle_buffer >= 0, 'real.shuffle_buffer', 'must be >= 0 (0 = the whole set)')
   if uses_syn:
     need(c.synthetic.num_identities >= 2, 'synthetic.num_identities', 'must be >= 2')
     need(c.synthetic.images_per_identity >= 0, 'synthetic.images_per_identity', 'must be >= 0')

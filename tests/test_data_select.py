@@ -88,3 +88,22 @@ def test_real_dataset_rejects_pair_sets_and_single_identities(tmp_path):
   root = make_folder(tmp_path / 'faces', [3, 3])
   with pytest.raises(ValueError, match='need at least 2 identities'):
     data.real_dataset(_config(root, tmp_path, num_identities=1), None)
+
+
+def test_a_resumed_stream_continues_where_it_stopped(tmp_path):
+  root = make_folder(tmp_path / 'faces', [3, 2, 2])
+  real = data.real_dataset(_config(root, tmp_path, random_erasing=0.5), sharding.make_mesh())
+  it = real.iterator(0)
+  first = [next(it) for _ in range(4)]
+  it.close()
+  it = real.iterator(2)
+  resumed = [next(it) for _ in range(2)]
+  it.close()
+  for a, b in zip(first[2:], resumed):
+    np.testing.assert_array_equal(np.asarray(a['label']), np.asarray(b['label']))
+    np.testing.assert_array_equal(np.asarray(a['image']), np.asarray(b['image']))
+  # 4 batches of 8 = 32 examples = 4 epochs of 7 and a bit: every epoch is a permutation.
+  labels = np.concatenate([np.asarray(b['label']) for b in first])
+  for epoch in range(4):
+    assert sorted(labels[7 * epoch:7 * epoch + 7].tolist()) == [0, 0, 0, 1, 1, 2, 2]
+  assert len({tuple(labels[7 * e:7 * e + 7]) for e in range(4)}) > 1

@@ -48,7 +48,7 @@ class RealData:
         jax.process_count() if process_count is None else process_count)
 
   def iterator(self, start_step: int = 0) -> Iterator[dict]:
-    """Global batches; a resumed run reshuffles with a seed derived from its start step."""
+    """Global batches from step `start_step` on: a resumed run continues the same stream."""
     from synface_jax.data import pipeline
     c = self.config
     per_host, rest = divmod(c.optim.batch_size, jax.process_count())
@@ -58,8 +58,7 @@ class RealData:
     ds = pipeline.train_batches(
         self.builder, self.host_indices(), batch_size=per_host,
         image_size=tuple(c.model.input_size), augment=augmentation(c),
-        seed=(c.seed * 1_000_003 + start_step) * 1_009 + jax.process_index(),
-        shuffle_buffer=c.real.shuffle_buffer)
+        seed=c.seed * 1_009 + jax.process_index(), start=start_step * per_host)
     return GlobalBatches(ds, self.mesh)
 
 

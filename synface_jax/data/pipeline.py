@@ -1,9 +1,13 @@
 """tf.data streams over a prepared (ArrayRecord) TFDS identity dataset.
 
-    example indices (this host's share of the selection)
-      -> shuffle (seeded, a new order every epoch) -> repeat
+    example number k = start, start + 1, ...
+      -> this host's k-th example: a seeded permutation of its share of the selection, a new one
+         every epoch (tf.random.experimental.index_shuffle, no shuffle buffer)
       -> read serialized examples by index (TFDS data source, in chunks)
-      -> parse -> decode -> augment -> normalise -> batch -> prefetch
+      -> parse -> decode -> augment (keyed by k) -> normalise -> batch -> prefetch
+
+The stream is a pure function of (indices, seed, k): a run resumed at example `start` sees exactly
+what the uninterrupted run would have.
 
 Each element is {'image': float32 [H, W, 3] in [-1, 1], 'label': int32} and, for soft-labelled
 sets, 'label_ids' int32 [2] and 'label_weights' float32 [2] ('label' is then the class with the
@@ -31,28 +35,34 @@ def _reader(builder, split: str):
   def read(indices):
     return np.array(source.__getitems__([int(i) for i in indices]), dtype=object)
 
-  def read_tf(indices):
+  def read_tf(numbers, indices):
     records = tf.numpy_function(read, [indices], tf.string, stateful=False)
-    return tf.ensure_shape(records, indices.shape)
+    return numbers, tf.ensure_shape(records, indices.shape)
   return read_tf
 
 
 def examples(builder, indices, *, image_size, split: str = 'train', augment=None, seed: int = 0,
-             shuffle: bool = False, shuffle_buffer: int = 0, repeat: bool = False):
+             shuffle: bool = False, repeat: bool = False, start: int = 0):
   """Unbatched stream of the examples at `indices` (see the module docstring)."""
   indices = np.asarray(indices, np.int64)
-  if not len(indices):
+  n = len(indices)
+  if not n:
     raise ValueError(f'{builder.info.full_name}: no examples to read')
   features = builder.info.features
   soft = is_soft(builder)
-  ds = tf.data.Dataset.from_tensor_slices(indices)
-  if shuffle:
-    ds = ds.shuffle(min(shuffle_buffer, len(indices)) if shuffle_buffer else len(indices),
-                    seed=seed, reshuffle_each_iteration=True)
-  if repeat:
-    ds = ds.repeat()
-  ds = ds.batch(READ_CHUNK).map(_reader(builder, split)).unbatch()
-  ds = ds.enumerate()  # The running example number keys the example's random augmentation.
+  table = tf.constant(indices)
+
+  def pick(k):
+    position = k % n
+    if shuffle:
+      position = tf.random.experimental.index_shuffle(
+          position, tf.stack([tf.constant(seed, tf.int64), k // n]), n - 1)
+    return k, tf.gather(table, position)
+
+  ds = tf.data.Dataset.range(start, 2**62 if repeat else n).map(pick)
+  # The data source's readers are thread-safe: chunks are read in parallel.
+  ds = ds.batch(READ_CHUNK).map(_reader(builder, split), num_parallel_calls=tf.data.AUTOTUNE,
+                                deterministic=True).unbatch()
   size = tuple(image_size)
 
   def load(number, serialized):
@@ -69,10 +79,10 @@ def examples(builder, indices, *, image_size, split: str = 'train', augment=None
 
 
 def train_batches(builder, indices, *, batch_size: int, image_size, augment, seed: int,
-                  shuffle_buffer: int = 0):
-  """Infinite, shuffled, augmented batches of this host's examples."""
+                  start: int = 0):
+  """Infinite, shuffled, augmented batches of this host's examples, from example `start`."""
   ds = examples(builder, indices, image_size=image_size, augment=augment, seed=seed, shuffle=True,
-                shuffle_buffer=shuffle_buffer, repeat=True)
+                repeat=True, start=start)
   ds = ds.batch(batch_size, drop_remainder=True)
   options = tf.data.Options()
   options.deterministic = True
