@@ -107,3 +107,14 @@ def test_a_resumed_stream_continues_where_it_stopped(tmp_path):
   for epoch in range(4):
     assert sorted(labels[7 * epoch:7 * epoch + 7].tolist()) == [0, 0, 0, 1, 1, 2, 2]
   assert len({tuple(labels[7 * e:7 * e + 7]) for e in range(4)}) > 1
+
+
+def test_a_tfds_dataset_not_in_array_record_is_a_clear_error(tmp_path):
+  from synface_jax.data import builders
+  root = make_folder(tmp_path / 'faces', [2, 2])
+  config = builders.SourceConfig(name='faces_tfrecord', source=str(root))
+  builder = builders.FaceIdentityFolder(config=config, data_dir=str(tmp_path / 'tfds'),
+                                        file_format='tfrecord')
+  builder.download_and_prepare()
+  with pytest.raises(ValueError, match='prepare it with file_format=array_record'):
+    data.real_dataset(_config(builder.data_dir, tmp_path), None)

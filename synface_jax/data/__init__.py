@@ -104,7 +104,7 @@ def augmentation(config: ml_collections.ConfigDict):
 
 def real_dataset(config: ml_collections.ConfigDict, mesh) -> RealData:
   """Prepares (once) and selects the real set; raises ValueError naming what is wrong."""
-  from synface_jax.data import detect, labels, prepare, select
+  from synface_jax.data import detect, labels, pipeline, prepare, select
   r = config.real
   kind = detect.resolve(r.path, r.source)
   if kind in detect.PAIR_KINDS:
@@ -112,6 +112,7 @@ def real_dataset(config: ml_collections.ConfigDict, mesh) -> RealData:
                      'data and list pair sets in eval.pairs')
   builder, kind = prepare.prepare(r.path, kind, r.data_dir, jax.process_index(),
                                   jax.process_count())
+  pipeline.data_source(builder)  # Readable by index, or a clear error now.
   info = labels.read(builder)
   chosen = select.select(info.labels, info.num_classes, r.num_identities, r.images_per_identity,
                          info.partners, source=r.path)

@@ -79,7 +79,7 @@ class _TrainBuilder(_LocalBuilder, skip_registration=True):
     return {'train': self._generate_examples(path, self.open_source(path))}
 
   def _generate_examples(self, path, src):
-    labels, partners, weights = [], [], []
+    labels, partners = [], []
     for key, example in self.iter_examples(src):
       labels.append(int(example['label']))
       out = {'image': example['image'], 'label': example['label'], 'key': key}
@@ -87,7 +87,6 @@ class _TrainBuilder(_LocalBuilder, skip_registration=True):
         out['label_ids'] = example['label_ids']
         out['label_weights'] = example['label_weights']
         partners.append(int(example['label_ids'][1]))
-        weights.append([float(w) for w in example['label_weights']])
       yield key, out
     src.report.warn()
     if not labels:
@@ -103,7 +102,6 @@ class _TrainBuilder(_LocalBuilder, skip_registration=True):
         'image_size': list(src.size) if src.size else None,
         'labels': labels,
         'partners': partners,
-        'weights': weights,
         **src.report.to_json(),
     })
 

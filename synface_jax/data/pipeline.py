@@ -27,10 +27,21 @@ def is_soft(builder) -> bool:
   return 'label_ids' in builder.info.features
 
 
+def data_source(builder, split: str = 'train'):
+  """Random access to the serialized examples of `split`; ValueError unless it is ArrayRecord."""
+  try:
+    return builder.as_data_source(
+        split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
+  except NotImplementedError:
+    raise ValueError(f'{builder.info.full_name} at {builder.data_dir} is stored as '
+                     f'{builder.info.file_format}; training reads examples by index from '
+                     'ArrayRecord: prepare it with file_format=array_record (tfds build '
+                     '--file_format array_record, or python -m synface_jax.data build)') from None
+
+
 def _reader(builder, split: str):
   """A tf function: int64 [n] example indices -> tf.string [n] serialized examples."""
-  source = builder.as_data_source(
-      split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
+  source = data_source(builder, split)
 
   def read(indices):
     return np.array(source.__getitems__([int(i) for i in indices]), dtype=object)
