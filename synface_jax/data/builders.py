@@ -6,12 +6,17 @@
   lfw_pairs             LFW image folder + pairs.txt (split 'test')
   verification_bins     insightface .bin packs (one split per pack: lfw, cfp_fp, agedb_30, ...)
 
-Build with the TFDS command line (ArrayRecord, the format the training pipeline reads)::
+Build with `python -m synface_jax.data build PATH` (picks the builder from what PATH holds and names
+the config after it), or with TFDS itself, in ArrayRecord (the format the training pipeline reads)::
 
-  tfds build face_identity_folder --imports synface_jax.data.builders \
-      --manual_dir /data/casia-webface --file_format array_record
+  builder = tfds.builder('face_identity_folder', data_dir=DIR, file_format='array_record')
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir='/data/casia-webface'))
 
-or with `python -m synface_jax.data build PATH`, which picks the builder from what PATH holds.
+(`tfds build face_identity_folder --imports synface_jax.data.builders --manual_dir ...
+--file_format array_record` does the same where the TFDS command line is installed with its
+apache-beam dependency.)
+
 Training sets keep their examples in the source's order (identity by identity) and record in the
 dataset's metadata the label of every example, the class names and count, the image size and every
 skipped or converted file with its reason.
