@@ -1,6 +1,7 @@
 """Identity image folders: the TFDS builder, the pipeline's pixels and labels, and bad files."""
 import io
 import os
+import re
 
 import numpy as np
 import pytest
@@ -84,8 +85,12 @@ def test_bad_files_are_skipped_counted_and_named(bad_folder, tmp_path):
   assert reasons['id003_all_bad' + os.sep].startswith('empty identity folder')
   assert s['skipped'] == 7 and s['skipped_reasons']['cannot decode'] == 3
   assert [c['file'] for c in s['converted_files']] == [os.path.join('id001', 'gray.png')]
-  with pytest.warns(UserWarning, match=r'skipped 7 files: .*corrupt\.jpg'):
+  with pytest.warns(UserWarning) as caught:
     builder, _ = prepare.prepare(str(bad_folder), data_dir=str(tmp_path / 'tfds'))
+  messages = ' | '.join(str(w.message) for w in caught)
+  assert re.search(r'skipped 7 files: .*corrupt\.jpg \(cannot decode', messages)
+  assert re.search(r'converted to RGB 1 files: id001.gray\.png \(PNG L stored as RGB PNG\)',
+                   messages)
   assert builder.info.metadata['labels'] == [0, 0, 1, 1, 1]
   assert builder.info.metadata['skipped'] == 7
   got = list(pipeline.examples(builder, np.arange(5), image_size=(SIZE, SIZE)).as_numpy_iterator())
