@@ -118,3 +118,10 @@ def test_a_tfds_dataset_not_in_array_record_is_a_clear_error(tmp_path):
   builder.download_and_prepare()
   with pytest.raises(ValueError, match='prepare it with file_format=array_record'):
     data.real_dataset(_config(builder.data_dir, tmp_path), None)
+
+
+def test_labels_outside_the_class_range_are_left_out_with_a_warning():
+  with pytest.warns(UserWarning, match=r'left out 2 images whose label is outside \[0, 3\) '
+                                       r'\(examples \[1, 4\]\)'):
+    chosen = select.select(np.array([0, 7, 1, 2, -1]), 3)
+  np.testing.assert_array_equal(chosen.indices, [0, 2, 3])

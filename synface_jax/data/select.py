@@ -43,6 +43,10 @@ def select(labels, num_classes: int, num_identities: int = 0, images_per_identit
     source: named in warnings.
   """
   labels = np.asarray(labels, np.int64)
+  outside = np.flatnonzero((labels < 0) | (labels >= num_classes))
+  if len(outside):
+    warnings.warn(f'{source}: left out {len(outside)} images whose label is outside '
+                  f'[0, {num_classes}) (examples {outside[:10].tolist()})')
   n = num_classes
   if num_identities:
     if num_identities > num_classes:
