@@ -30,6 +30,10 @@ def _source_files(path: str):
   for p in paths:
     if os.path.isfile(p):
       yield _stat_line(p, os.path.basename(p))
+      if p.endswith('.rec'):  # Its index and property file.
+        for other in (p[:-len('.rec')] + '.idx', os.path.join(os.path.dirname(p), 'property')):
+          if os.path.isfile(other):
+            yield _stat_line(other, os.path.basename(other))
       continue
     base = len(os.path.abspath(p).rstrip(os.sep).split(os.sep))
     for root, dirs, files in os.walk(p):
