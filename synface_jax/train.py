@@ -115,13 +115,23 @@ def synthetic_batch(generator, gen_params, key, batch_size: int, num_identities:
   return jax.lax.stop_gradient(images), label
 
 
+def real_label(batch: dict, offset: int) -> SoftLabel:
+  """The real batch's labels as a SoftLabel, class ids shifted by `offset` (empty slots stay -1)."""
+  if 'label_ids' not in batch:
+    return SoftLabel.one_hot(batch['label'] + offset)
+  ids = batch['label_ids']
+  return SoftLabel(jnp.where(ids >= 0, ids + offset, -1), batch['label_weights'])
+
+
 def make_train_step(config: ml_collections.ConfigDict, model, tx, schedule, mesh, *,
                     num_classes: int, generator=None, num_real_images: int = 0):
   """Returns step(state, gen_params, real_batch, key) -> (state, TrainMetrics), to jit on `mesh`.
 
   num_classes: synthetic identities + real identities; head rows beyond it are padding.
-  real_batch: {'image': float [B, H, W, 3] normalised to [-1, 1], 'label': int32 [B]} (or None
-  in the synthetic regime). The real labels are offset by the number of synthetic identities.
+  real_batch: {'image': float [B, H, W, 3] normalised to [-1, 1], 'label': int32 [B]}, with
+  'label_ids' int32 [B, K] and 'label_weights' float32 [B, K] too when the real source carries
+  soft labels (SynFace's released set); None in the synthetic regime. Real labels are offset by
+  the number of synthetic identities.
   """
   regime = config.regime
   uses_syn = regime in ('synthetic', 'mixed')
@@ -189,7 +199,7 @@ def make_train_step(config: ml_collections.ConfigDict, model, tx, schedule, mesh
       x_syn = jax.lax.with_sharding_constraint(x_syn, batch_spec)
     if regime != 'synthetic':
       x_real = real_batch['image'].astype(jnp.float32)
-      y_real = SoftLabel.one_hot(real_batch['label'] + num_syn)
+      y_real = real_label(real_batch, num_syn)
     if regime == 'real':
       x, y = x_real, y_real
     elif regime == 'synthetic':

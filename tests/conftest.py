@@ -5,6 +5,7 @@ meshes; everything else runs on the first device.
 """
 import os
 import pathlib
+import tempfile
 
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -12,6 +13,8 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
                       os.path.join(os.path.expanduser('~'), '.cache', 'synface_jax', 'jax'))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
+# Datasets the tests prepare go to a temporary folder, not the user's ~/tensorflow_datasets.
+os.environ.setdefault('TFDS_DATA_DIR', tempfile.mkdtemp(prefix='synface_jax_tfds_'))
 
 import pytest  # noqa: E402
 

@@ -188,6 +188,16 @@ def test_step_learns_a_fixed_batch():
   assert int(state.step) == 15
 
 
+def test_real_soft_labels_are_offset_past_the_synthetic_classes():
+  hard = train.real_label({'label': np.array([0, 3], np.int32)}, 10)
+  np.testing.assert_array_equal(hard.ids, [[10], [13]])
+  soft = train.real_label({'label': np.array([0, 3], np.int32),
+                           'label_ids': np.array([[0, 2], [3, -1]], np.int32),
+                           'label_weights': np.array([[0.8, 0.2], [1.0, 0.0]], np.float32)}, 10)
+  np.testing.assert_array_equal(soft.ids, [[10, 12], [13, -1]])
+  np.testing.assert_array_equal(soft.weights, np.float32([[0.8, 0.2], [1.0, 0.0]]))
+
+
 def test_schedule_warmup_and_decay():
   c = config_lib.base_config()
   c.optim.batch_size = 256
