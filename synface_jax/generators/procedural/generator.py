@@ -1,0 +1,99 @@
+"""The default face generator: a procedural morphable head (or a Basel Face Model) rendered in JAX."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from synface_jax.generators import register
+from synface_jax.generators.factors import Factors
+from synface_jax.generators.procedural import align, background, head_model, priors, raster, render, shader, texture
+from synface_jax.generators.procedural.mesh import normalize
+
+_SHAPE_DIM = 80
+
+
+@register('procedural')
+class ProceduralGenerator:
+  """Renders aligned faces from factors with a morphable head built in code.
+
+  Args:
+    image_size: (height, width) of the aligned faces; defaults to 112 x 112 for the 'arcface'
+      template and 112 x 96 for 'synface'.
+    num_identities: size of the training identity pool (ids 0 .. num_identities - 1); ids beyond it
+      are valid too and give further identities (used for held-out verification pairs).
+    seed: seed of the identity pool.
+    template: 'arcface' or 'synface' five-point alignment template.
+    resolution: mesh density of the procedural head (1.0 for 112-pixel faces; scale it with the
+      image size, e.g. 0.3 for 32 x 32).
+    bfm_path: a `BFM_model_front.mat` file; when given, faces come from that Basel Face Model
+      (shape, expression and texture bases, no hair or eyes beyond its texture) instead.
+  """
+
+  def __init__(self, image_size=None, num_identities: int = 10000, seed: int = 0,
+               template: str = 'arcface', resolution: float = 1.0, bfm_path=None):
+    if image_size is None:
+      image_size = (112, 96) if template == 'synface' else (112, 112)
+    self.image_size = (int(image_size[0]), int(image_size[1]))
+    self.num_identities = int(num_identities)
+    self.seed = int(seed)
+    self.template = align.template(template, self.image_size)
+    self.resolution = float(resolution)
+    self.bfm_path = bfm_path
+    if bfm_path is not None:
+      from synface_jax.generators.procedural import bfm  # pylint: disable=g-import-not-at-top
+      self._model = bfm.load_bfm(bfm_path)
+    else:
+      self._model = head_model.build(self.resolution)
+
+  def init(self, key=None):
+    """The model's arrays (mean shape and bases) as a pytree of float32 arrays; key is unused."""
+    del key
+    m = self._model
+    return {name: jnp.asarray(getattr(m, name)) for name in m.PARAMS}
+
+  def identity(self, params, identity_id):
+    """Identity coefficients [160] of pool identity `identity_id` (deterministic in the id)."""
+    del params
+    key = jax.random.fold_in(priors.pool_key(self.seed), identity_id)
+    return priors.identity(jax.random.normal(key, (160,), jnp.float32))
+
+  def sample(self, key, identity):
+    """Factors of one face of `identity` [160] with fresh expression, pose, lighting and noise."""
+    return priors.sample_nuisance(key, identity)
+
+  def render(self, params, factors: Factors):
+    """Aligned faces [B, H, W, 3] in [-1, 1] and their 5 landmarks [B, 5, 2] (pixel x, y)."""
+    if self.bfm_path is not None:
+      return self._model.render(params, factors, self.image_size, self.template)
+    return _render_head(self._model, params, factors, self.image_size, self.template)
+
+
+def _lookup(table, index, frac):
+  """Linear interpolation of a small 1-D table between entries index and index + 1."""
+  t = jnp.asarray(table)
+  return t[index] * (1 - frac) + t[index + 1] * frac
+
+
+def _render_head(model, params, factors, image_size, template):
+  height, width = image_size
+  shape = factors.identity[:, :_SHAPE_DIM]
+  tex = factors.identity[:, _SHAPE_DIM:]
+  points = render.deform(params['mean'], [(params['identity_basis'], shape),
+                                         (params['expression_basis'], factors.expression)])
+  proj = render.pose_and_align(points, factors.pose, model.landmarks, template)
+  polygon_ids, hit, _, weights = render.rasterize(model.mesh, proj, height, width)
+  row, col = model.mesh.polygon_cells(polygon_ids)
+  offsets = model.mesh.CORNER_OFFSETS
+  row_frac = sum(w * float(o) for w, o in zip(weights, offsets[:, 0]))
+  col_frac = sum(w * float(o) for w, o in zip(weights, offsets[:, 1]))
+  u = _lookup(model.col_u, col, col_frac)
+  v = _lookup(model.row_v, row, row_frac)
+  m = _lookup(model.row_mouth, row, row_frac)
+  normals = tuple(render.gather(n, polygon_ids) for n in model.mesh.polygon_normals(proj.camera_points))
+  # Keep the per-pixel inputs materialised: fused into the shader they would be recomputed per use.
+  u, v, m, normals = jax.lax.optimization_barrier((u, v, m, normals))
+  openness, gaze_u, gaze_v = shader.eye_state(factors.expression)
+  albedo = shader.albedo(u, v, m, texture.decode(tex), openness, gaze_u, gaze_v)
+  colour = render.shade(albedo, normals, factors.lighting)
+  px, py = raster.pixel_centres(height, width)
+  bg = background.background(factors.noise, px, py, height, width)
+  return render.composite(colour, hit, bg, height, width), proj.landmarks

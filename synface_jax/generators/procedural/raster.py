@@ -1,0 +1,155 @@
+"""A z-buffered rasteriser for meshes of small polygons, written for vectorised CPU execution.
+
+Visibility: every polygon (a triangle, or a convex quad) tests the pixel centres in a `window` x
+`window` block at the top-left corner of its bounding box, and writes a packed key (quantised depth
+in the high bits, polygon id in the low bits) into a per-pixel scatter-min: the nearest covering
+polygon wins. Polygons should be smaller than `window` pixels across; single-pixel holes left by
+larger ones are filled from their neighbours.
+
+Interpolation: each pixel recomputes barycentric weights in its polygon from the projected corners,
+so whatever is interpolated is differentiable with respect to vertex positions (visibility itself
+is piecewise constant). Pixel centres are at integer coordinates (x right, y down).
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_EMPTY = np.iinfo(np.int32).max
+
+
+def unfused(fn, operands, anchor):
+  """fn(operands), with the operands computed in full before fn reads them.
+
+  XLA fuses elementwise producers into their consumers; fused into a serial scatter loop or into a
+  channel-interleaving copy, a large producer graph runs many times slower (and optimisation
+  barriers do not survive CPU compilation). A conditional is a boundary fusion cannot cross; its
+  predicate, `anchor` == `anchor`, is true for any finite runtime value.
+  """
+  return jax.lax.cond(anchor == anchor, fn, fn, operands)
+
+
+def pixel_centres(height: int, width: int):
+  """(x [H * W], y [H * W]) float32 pixel centres, row-major."""
+  ys, xs = np.divmod(np.arange(height * width), width)
+  return xs.astype(np.float32), ys.astype(np.float32)
+
+
+def _min4(a):
+  return jnp.minimum(jnp.minimum(a[0], a[1]), jnp.minimum(a[2], a[3])) if len(a) == 4 else (
+      jnp.minimum(jnp.minimum(a[0], a[1]), a[2]))
+
+
+def _fill_holes(zbuf):
+  """Gives an empty pixel the nearest key of its neighbours when they surround it on two sides."""
+  pad = jnp.pad(zbuf, ((0, 0), (1, 1), (1, 1)), constant_values=_EMPTY)
+  up, down = pad[:, :-2, 1:-1], pad[:, 2:, 1:-1]
+  left, right = pad[:, 1:-1, :-2], pad[:, 1:-1, 2:]
+  full = lambda a: a != _EMPTY
+  enclosed = (full(up) & full(down)) | (full(left) & full(right))
+  nearest = jnp.minimum(jnp.minimum(up, down), jnp.minimum(left, right))
+  return jnp.where((zbuf == _EMPTY) & enclosed, nearest, zbuf)
+
+
+def visibility(corner_x, corner_y, depth, height: int, width: int, window: int = 2,
+               cull_back: bool = True, fill_holes: bool = True):
+  """The nearest polygon covering each pixel centre.
+
+  Args:
+    corner_x, corner_y: lists of K planes [B, P], the pixel coordinates of the polygon corners in
+      order (K = 3 or 4; quads must be convex).
+    depth: [B, P] distance of each polygon from the camera (smaller is nearer).
+    height, width: image size.
+    window: side of the block of pixel centres each polygon may cover.
+    cull_back: ignore polygons facing away, for meshes wound counter-clockwise seen from outside
+      (front-facing polygons have a negative signed area in pixel axes, y down).
+    fill_holes: fill single empty pixels enclosed by covered ones.
+
+  Returns:
+    (polygon_ids int32 [B, H * W], hit bool [B, H * W]); ids are 0 where nothing was hit.
+  """
+  corner_x = [jax.lax.stop_gradient(x) for x in corner_x]
+  corner_y = [jax.lax.stop_gradient(y) for y in corner_y]
+  depth = jax.lax.stop_gradient(depth)
+  batch, num_polys = depth.shape
+  k_corners = len(corner_x)
+  index_bits = max(1, int(np.ceil(np.log2(num_polys + 1))))
+  depth_bits = 31 - index_bits
+  if depth_bits < 10:
+    raise ValueError(f'too many polygons ({num_polys}) to pack with a depth key')
+  pixels = height * width
+
+  lo = jnp.min(depth, axis=1, keepdims=True)
+  hi = jnp.max(depth, axis=1, keepdims=True)
+  top = (1 << depth_bits) - 2
+  quant = jnp.clip((depth - lo) / jnp.maximum(hi - lo, 1e-6) * top, 0, top).astype(jnp.int32)
+  keys = (quant << index_bits) | jnp.arange(num_polys, dtype=jnp.int32)
+
+  # The candidate pixels of every polygon, on a leading axis of window**2 offsets, in one fused
+  # loop. Edge k runs from corner k to k + 1; inside the polygon cross(edge_k, p - corner_k) has
+  # the sign of the polygon's signed area for every k.
+  offsets = np.array([(dx, dy) for dy in range(window) for dx in range(window)], np.float32)
+  px = jnp.ceil(_min4(corner_x))[None] + offsets[:, 0, None, None]
+  py = jnp.ceil(_min4(corner_y))[None] + offsets[:, 1, None, None]
+  cx = [c[None] for c in corner_x]
+  cy = [c[None] for c in corner_y]
+  nxt = lambda k: (k + 1) % k_corners
+  area = sum(cx[k] * cy[nxt(k)] - cx[nxt(k)] * cy[k] for k in range(k_corners))
+  sign = jnp.where(area < 0, 1.0, -1.0)
+  inside = (area < 0) if cull_back else (area != 0)
+  inside = inside & (px >= 0) & (px < width) & (py >= 0) & (py < height)
+  for k in range(k_corners):
+    e = (cx[nxt(k)] - cx[k]) * (py - cy[k]) - (cy[nxt(k)] - cy[k]) * (px - cx[k])
+    inside = inside & (sign * e <= 1e-6)
+  base = (jnp.arange(batch, dtype=jnp.int32) * pixels)[None, :, None]
+  flat = base + py.astype(jnp.int32) * width + px.astype(jnp.int32)
+  candidates = jnp.where(inside, flat, batch * pixels)
+
+  def scatter(operands):
+    candidates, keys = operands
+    values = jnp.broadcast_to(keys[None], candidates.shape)
+    return jax.ops.segment_min(values.reshape(-1), candidates.reshape(-1), num_segments=batch * pixels)
+
+  zbuf = unfused(scatter, (candidates, keys), depth[0, 0])
+  zbuf = zbuf.reshape(batch, height, width)
+  if fill_holes:
+    zbuf = _fill_holes(zbuf)
+  zbuf = zbuf.reshape(batch, pixels)
+  hit = zbuf != _EMPTY
+  return jnp.where(hit, zbuf & ((1 << index_bits) - 1), 0), hit
+
+
+def barycentric(corner_x, corner_y, px, py):
+  """Barycentric weights of pixels in their polygons, split into the fan (0, k, k + 1).
+
+  Args:
+    corner_x, corner_y: lists of K planes [...], the corners of each pixel's polygon.
+    px, py: planes [...] (or broadcastable), the pixel centres.
+
+  Returns:
+    K weight planes (non-negative, summing to 1) from the fan triangle that contains the pixel
+    best; pixels outside their polygon get the clipped weights of the nearest triangle.
+  """
+  k_corners = len(corner_x)
+  best, best_score = None, None
+  for k in range(1, k_corners - 1):
+    ax, ay = corner_x[0], corner_y[0]
+    bx, by = corner_x[k], corner_y[k]
+    cx, cy = corner_x[k + 1], corner_y[k + 1]
+    area = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
+    inv = 1.0 / jnp.where(jnp.abs(area) > 1e-9, area, 1e-9)
+    wa = ((bx - px) * (cy - py) - (by - py) * (cx - px)) * inv
+    wb = ((cx - px) * (ay - py) - (cy - py) * (ax - px)) * inv
+    wc = 1.0 - wa - wb
+    w = [jnp.zeros_like(wa)] * k_corners
+    w[0], w[k], w[k + 1] = wa, wb, wc
+    score = jnp.minimum(jnp.minimum(wa, wb), wc)
+    if best is None:
+      best, best_score = w, score
+    else:
+      take = score > best_score
+      best = [jnp.where(take, n, o) for n, o in zip(w, best)]
+      best_score = jnp.maximum(score, best_score)
+  best = [jnp.maximum(w, 0.0) for w in best]
+  total = sum(best)
+  inv = 1.0 / jnp.maximum(total, 1e-9)
+  return [w * inv for w in best]

@@ -1,0 +1,84 @@
+"""Rendering a batch of faces: deform, pose, project, align to the 5-point template, rasterise, shade.
+
+The projected vertices are mapped onto the alignment template by the least-squares similarity of the
+five landmark vertices, so faces are rasterised directly in the aligned frame (no resampling) and
+the returned landmarks are exact. All functions are pure and jittable.
+"""
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from synface_jax.generators.procedural import align, camera, lighting, raster
+
+
+class Projection(NamedTuple):
+  """A posed, projected and aligned batch of meshes (all planes [B, V] unless noted)."""
+  camera_points: tuple   # 3 planes, camera frame (after pose rotation)
+  x: jax.Array           # aligned pixel x
+  y: jax.Array           # aligned pixel y
+  depth: jax.Array       # distance from the camera
+  landmarks: jax.Array   # [B, 5, 2] aligned pixel x, y of the landmark vertices
+
+
+def deform(mean, bases_and_coeffs):
+  """Vertices (3 planes [B, V]) = mean [3, V] + sum of coeffs [B, K] @ basis [K, 3 * V]."""
+  offset = sum(c @ b for b, c in bases_and_coeffs)
+  batch = offset.shape[0]
+  verts = mean[None] + offset.reshape(batch, 3, -1)
+  return verts[:, 0], verts[:, 1], verts[:, 2]
+
+
+def pose_and_align(points, pose, landmark_ids, template) -> Projection:
+  """Rotates points by pose [B, 3], projects them and aligns the landmarks to template [5, 2]."""
+  cam = camera.rotate(points, jax.vmap(camera.rotation_matrix)(pose))
+  x, y, depth = camera.project(cam)
+  src = jnp.stack([x[:, landmark_ids], y[:, landmark_ids]], axis=-1)
+  matrix, offset = jax.vmap(align.similarity, in_axes=(0, None))(src, jnp.asarray(template))
+  m = lambda i, j: matrix[:, i, j, None]
+  ax = m(0, 0) * x + m(0, 1) * y + offset[:, 0, None]
+  ay = m(1, 0) * x + m(1, 1) * y + offset[:, 1, None]
+  landmarks = jnp.stack([ax[:, landmark_ids], ay[:, landmark_ids]], axis=-1)
+  return Projection(cam, ax, ay, depth, landmarks)
+
+
+def gather(plane, ids):
+  """plane [B, V] at per-image ids [B, N] -> [B, N] (one flat gather, fast on CPU)."""
+  batch, size = plane.shape
+  return plane.reshape(-1)[ids + (jnp.arange(batch, dtype=ids.dtype) * size)[:, None]]
+
+
+def rasterize(mesh, proj: Projection, height: int, width: int, cull_back: bool = True):
+  """Visible polygon, hit mask and barycentric weights over its corners for every pixel.
+
+  Returns:
+    (polygon_ids [B, N], hit [B, N] bool, corner vertex ids (K arrays [B, N]), weights (K planes)),
+    N = height * width pixels, row-major.
+  """
+  corner_depth = mesh.corners(proj.depth)
+  depth = sum(corner_depth) / len(corner_depth)
+  polygon_ids, hit = raster.visibility(mesh.corners(proj.x), mesh.corners(proj.y), depth, height,
+                                       width, cull_back=cull_back)
+  corner_ids = mesh.polygon_vertices(polygon_ids)
+  px, py = raster.pixel_centres(height, width)
+  weights = raster.barycentric([gather(proj.x, i) for i in corner_ids],
+                               [gather(proj.y, i) for i in corner_ids], px, py)
+  return polygon_ids, hit, corner_ids, weights
+
+
+def shade(albedo, normals, lighting_coeffs):
+  """Colour planes = albedo (3 planes) x SH irradiance at unit normals (3 planes) per image."""
+  basis = lighting.sh_basis(jnp.stack(normals, axis=-1))               # [B, N, 9]
+  gamma = lighting_coeffs.reshape(-1, 3, 9) + jnp.array([lighting.AMBIENT_OFFSET] + [0.0] * 8)
+  irr = jnp.einsum('bnk,bck->cbn', basis, gamma)
+  return tuple(a * irr[i] for i, a in enumerate(albedo))
+
+
+def composite(colour, hit, background, height: int, width: int):
+  """Images [B, H, W, 3] in [-1, 1] from colour and background planes and the hit mask."""
+  mask = hit.astype(colour[0].dtype)
+  planes = tuple(jnp.clip(c, 0.0, 1.0) * mask + b * (1 - mask) for c, b in zip(colour, background))
+  # The shading graph is computed plane by plane before the channels are interleaved.
+  interleave = lambda p: jnp.stack(p, axis=-1) * 2.0 - 1.0
+  rgb = raster.unfused(interleave, planes, planes[0][0, 0])
+  return rgb.reshape(rgb.shape[0], height, width, 3)

@@ -1,0 +1,94 @@
+"""The 80 texture coefficients of an identity, and what each one means.
+
+Coefficients are standard normal under the identity prior. The first ones are named attributes
+(skin tone, hair colour, hairline, brows, eyes, lips, facial hair); the rest are low-frequency
+albedo patterns (patchy tints over regions of the face). `decode` turns the coefficients of a batch
+into the parameters the shader consumes, each a [B, 1] column that broadcasts over pixels.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+NAMES = (
+    'skin_tone', 'skin_red', 'skin_yellow', 'hair_dark', 'hair_warm', 'hair_grey',
+    'hairline', 'temples', 'hair_length', 'sideburns', 'brow_dark', 'brow_thick',
+    'brow_arch', 'brow_height', 'iris_hue', 'iris_light', 'lip_red', 'lip_dark',
+    'beard', 'moustache', 'stubble', 'eye_shadow', 'blush', 'eye_open', 'eye_width',
+    'eye_tilt', 'lip_height', 'brow_tilt',
+)
+NUM_PATTERNS = 80 - len(NAMES)
+# Regions (u, v, su, sv) the albedo patterns tint; mirrored regions share a tint.
+PATTERN_REGIONS = np.array([
+    [0.0, 0.45, 0.45, 0.3], [0.42, -0.35, 0.2, 0.2], [0.0, -0.25, 0.09, 0.2],
+    [0.0, -0.95, 0.3, 0.2], [0.3, -0.1, 0.18, 0.08], [0.75, -0.4, 0.35, 0.45],
+    [0.0, -1.35, 0.9, 0.3], [0.0, 0.0, 1.3, 1.2]], np.float32)
+
+_SKIN = np.array([[0.97, 0.80, 0.70], [0.91, 0.71, 0.59], [0.80, 0.58, 0.45],
+                  [0.60, 0.41, 0.29], [0.40, 0.26, 0.17], [0.27, 0.17, 0.11]], np.float32)
+_HAIR = np.array([[0.78, 0.64, 0.42], [0.52, 0.38, 0.24], [0.32, 0.21, 0.13], [0.16, 0.10, 0.065],
+                  [0.055, 0.045, 0.04]], np.float32)
+_IRIS = np.array([[0.20, 0.11, 0.06], [0.38, 0.25, 0.12], [0.33, 0.38, 0.22], [0.30, 0.42, 0.55]],
+                 np.float32)
+
+
+def _mixing_matrix():
+  rng = np.random.default_rng(20210811)
+  m = rng.normal(size=(NUM_PATTERNS, len(PATTERN_REGIONS), 3)).astype(np.float32)
+  m *= (0.035 / np.sqrt(1.0 + 0.15 * np.arange(NUM_PATTERNS)))[:, None, None]
+  m -= 0.6 * m.mean(axis=2, keepdims=True)  # mostly tint, partly brightness
+  return m
+
+
+_MIX = _mixing_matrix()
+
+
+def _palette(stops, position):
+  """Piecewise-linear colour [B, 3] at positions [B] in [0, 1] along palette stops [N, 3]."""
+  x = jnp.clip(position, 0.0, 1.0) * (len(stops) - 1)
+  i = jnp.clip(jnp.floor(x), 0, len(stops) - 2).astype(jnp.int32)
+  f = (x - i)[:, None]
+  s = jnp.asarray(stops)
+  return s[i] * (1 - f) + s[i + 1] * f
+
+
+def decode(coeffs):
+  """Shader parameters from texture coefficients [B, 80]: a dict of [B, 1] or [B, 3] arrays."""
+  t = {name: coeffs[:, i] for i, name in enumerate(NAMES)}
+  sig = jax.nn.sigmoid
+  tone = sig(1.25 * t['skin_tone'] + 0.2)
+  skin = _palette(_SKIN, tone)
+  skin = skin * (1 + 0.05 * t['skin_red'][:, None] * jnp.array([1.0, -0.6, -0.6]))
+  skin = skin * (1 + 0.04 * t['skin_yellow'][:, None] * jnp.array([0.3, 0.4, -1.2]))
+  hair_pos = sig(1.4 * t['hair_dark'] + 1.3 + 1.5 * tone)
+  hair = _palette(_HAIR, hair_pos)
+  hair = hair * (1 + 0.25 * jnp.tanh(t['hair_warm'])[:, None] * jnp.array([0.6, -0.1, -0.6]))
+  grey = sig(2.0 * (t['hair_grey'] - 1.6))[:, None]
+  hair = hair * (1 - grey) + grey * jnp.array([0.62, 0.6, 0.58])
+  iris = _palette(_IRIS, sig(1.6 * t['iris_hue'] - 1.2 + 0.0 * tone) * (1 - 0.8 * tone))
+  iris = iris * (1 + 0.25 * jnp.tanh(t['iris_light']))[:, None]
+  lip = skin * jnp.array([0.93, 0.62, 0.62]) * (1 + 0.08 * t['lip_red'][:, None] * jnp.array([0.5, -1, -1]))
+  lip = lip * (1 - 0.12 * sig(t['lip_dark']))[:, None]
+  patterns = jnp.einsum('bk,krc->brc', coeffs[:, len(NAMES):], jnp.asarray(_MIX))
+  col = lambda x: x[:, None]
+  return {
+      'skin': skin, 'hair': hair, 'iris': iris, 'lip': lip, 'patterns': patterns,
+      'tone': col(tone),
+      'hairline': col(0.6 + 0.07 * jnp.tanh(0.8 * t['hairline']) + 0.22 * sig(3 * (t['hairline'] - 1.8))),
+      'temples': col(0.48 + 0.08 * jnp.tanh(t['temples'])),
+      'hair_length': col(0.9 * sig(2.2 * (t['hair_length'] - 0.8))),
+      'sideburn': col(-0.05 - 0.15 * sig(1.5 * t['sideburns'])),
+      'brow_dark': col(0.55 + 0.3 * sig(t['brow_dark'])),
+      'brow_thick': col(0.021 + 0.007 * jnp.tanh(t['brow_thick'])),
+      'brow_arch': col(0.03 + 0.015 * jnp.tanh(t['brow_arch'])),
+      'brow_height': col(0.215 + 0.02 * jnp.tanh(t['brow_height'])),
+      'brow_tilt': col(0.04 * jnp.tanh(t['brow_tilt'])),
+      'beard': col(sig(3.0 * (t['beard'] - 1.1))),
+      'moustache': col(sig(3.0 * (t['moustache'] - 1.2))),
+      'stubble': col(0.5 * sig(2.0 * (t['stubble'] - 0.6))),
+      'eye_shadow': col(0.12 + 0.06 * jnp.tanh(t['eye_shadow'])),
+      'blush': col(0.05 + 0.03 * jnp.tanh(t['blush'])),
+      'eye_open': col(1.0 + 0.12 * jnp.tanh(t['eye_open'])),
+      'eye_width': col(0.135 + 0.01 * jnp.tanh(t['eye_width'])),
+      'eye_tilt': col(0.015 * jnp.tanh(t['eye_tilt'])),
+      'lip_height': col(1.0 + 0.15 * jnp.tanh(t['lip_height'])),
+  }
