@@ -43,7 +43,7 @@ def _lips(u, v, lower_side):
 
 def _eyes(u, v):
   a = jnp.abs(u)
-  socket = -0.08 * f.gauss(a, v, f.EYE_U - 0.01, 0.04, 0.17, 0.12)
+  socket = -0.095 * f.gauss(a, v, f.EYE_U - 0.01, 0.04, 0.17, 0.12)
   ball = 0.06 * jnp.sqrt(jnp.clip(1.0 - f.ellipse(a, v, f.EYE_U, f.EYE_V, 0.16, 0.11), 0.0, 1.0))
   lid = 0.012 * f.gauss(a, v, f.EYE_U, 0.075, 0.12, 0.025)
   bag = 0.008 * f.gauss(a, v, f.EYE_U + 0.02, -0.09, 0.1, 0.03)
@@ -57,7 +57,7 @@ def _ears(u, v):
   du = a - f.EAR_U - 0.25 * (v - f.EAR_V)
   dv = v - f.EAR_V
   r2 = jnp.square(du / 0.19) + jnp.square(dv / 0.31)
-  plate = f.smoothstep(1.0, 0.78, jnp.sqrt(r2 + 1e-9)) * (0.09 + 0.09 * jnp.clip(du / 0.19 + 0.6, 0.0, 1.6))
+  plate = f.smoothstep(1.05, 0.6, jnp.sqrt(r2 + 1e-9)) * (0.08 + 0.07 * jnp.clip(du / 0.19 + 0.6, 0.0, 1.6))
   rim = 0.025 * f.gauss(jnp.sqrt(r2 + 1e-9), 0.0, 0.8, 0.0, 0.12, 1.0) * f.smoothstep(1.0, 0.8, jnp.sqrt(r2 + 1e-9))
   hollow = -0.09 * f.gauss(du, dv, -0.02, -0.05, 0.085, 0.11)
   return plate + rim + hollow * f.smoothstep(1.0, 0.7, jnp.sqrt(r2 + 1e-9))

@@ -89,8 +89,8 @@ def _render_head(model, params, factors, image_size, template):
   v = _lookup(model.row_v, row, row_frac)
   m = _lookup(model.row_mouth, row, row_frac)
   normals = tuple(render.gather(n, polygon_ids) for n in model.mesh.polygon_normals(proj.camera_points))
-  # Keep the per-pixel inputs materialised: fused into the shader they would be recomputed per use.
-  u, v, m, normals = jax.lax.optimization_barrier((u, v, m, normals))
+  # The per-pixel inputs are computed once, not re-derived inside every use in the shader.
+  u, v, m, normals = raster.unfused(lambda t: t, (u, v, m, normals), u[0, 0])
   openness, gaze_u, gaze_v = shader.eye_state(factors.expression)
   albedo = shader.albedo(u, v, m, texture.decode(tex), openness, gaze_u, gaze_v)
   colour = render.shade(albedo, normals, factors.lighting)

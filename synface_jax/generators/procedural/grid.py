@@ -77,7 +77,9 @@ def _face_density(y):
 
 
 def _azimuth_density(a):
-  return 0.3 + 0.7 / (1 + np.exp((np.abs(a) - 1.95) / 0.12))
+  a = np.abs(a)
+  front = 0.3 + 0.7 / (1 + np.exp((a - 1.95) / 0.12))
+  return front + 0.8 * np.exp(-np.square(a / 0.13)) + 0.5 * np.exp(-np.square((a - 1.72) / 0.25))
 
 
 def make_grid(resolution: float = 1.0) -> Grid:
@@ -85,9 +87,9 @@ def make_grid(resolution: float = 1.0) -> Grid:
   1.5 pixels on the face of an aligned 112 x 112 crop)."""
   n = lambda k: max(3, int(round(k * resolution)))
   # The last column repeats the first (azimuth pi = -pi) to close the surface.
-  azimuth = _spaced(-np.pi, np.pi, _azimuth_density, 2 * n(84) + 1)
+  azimuth = _spaced(-np.pi, np.pi, _azimuth_density, 2 * n(90) + 1)
 
-  crown = np.linspace(CROWN_ELEVATION, 0.0, n(20) + 1)[:-1]
+  crown = CROWN_ELEVATION * np.linspace(1.0, 0.0, n(22) + 1)[:-1] ** 1.6
   upper = _spaced(FACE_TOP, LIP_Y + 1e-3, _face_density, n(54))
   fold = np.linspace(0.0, 1.0, max(3, n(7)))
   lower = _spaced(LIP_Y - 1e-3, FACE_BOTTOM, _face_density, n(20))

@@ -16,11 +16,11 @@ BAND1 = float(_A1 * _C1)
 AMBIENT = float(_A0 * _C0)
 
 
-def sh_basis(normals):
-  """The 9 SH basis values [..., 9] at unit normals [..., 3]."""
-  nx, ny, nz = normals[..., 0], normals[..., 1], normals[..., 2]
+def sh_basis_planes(normals):
+  """The 9 SH basis values (a list of planes) at unit normals given as 3 planes."""
+  nx, ny, nz = normals
   b2 = _A2 * _C2
-  return jnp.stack([
+  return [
       jnp.full_like(nx, _A0 * _C0),
       -_A1 * _C1 * ny,
       _A1 * _C1 * nz,
@@ -30,7 +30,12 @@ def sh_basis(normals):
       b2 * 0.5 / np.sqrt(3.0) * (3 * nz * nz - 1),
       -b2 * nx * nz,
       b2 * 0.5 * (nx * nx - ny * ny),
-  ], axis=-1)
+  ]
+
+
+def sh_basis(normals):
+  """The 9 SH basis values [..., 9] at unit normals [..., 3]."""
+  return jnp.stack(sh_basis_planes((normals[..., 0], normals[..., 1], normals[..., 2])), axis=-1)
 
 
 def irradiance(normals, lighting):

@@ -54,7 +54,7 @@ def pose(z):
 
 def light(z):
   """Lighting coefficients [27] (3 colours x 9 SH bands) from standard normals [27]."""
-  ambient = 0.04 + 0.12 * jnp.tanh(0.8 * z[0])
+  ambient = 0.16 + 0.12 * jnp.tanh(0.8 * z[0])
   tint = 0.04 * jnp.tanh(z[1:4])
   direction = jnp.array([0.8 * z[4], 0.35 + 0.45 * z[5], 1.1 + 0.35 * jnp.abs(z[6])])
   direction = direction / jnp.linalg.norm(direction)

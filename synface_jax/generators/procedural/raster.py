@@ -4,7 +4,7 @@ Visibility: every polygon (a triangle, or a convex quad) tests the pixel centres
 `window` block at the top-left corner of its bounding box, and writes a packed key (quantised depth
 in the high bits, polygon id in the low bits) into a per-pixel scatter-min: the nearest covering
 polygon wins. Polygons should be smaller than `window` pixels across; single-pixel holes left by
-larger ones are filled from their neighbours.
+larger ones (up to two pixels wide) are filled from their neighbours.
 
 Interpolation: each pixel recomputes barycentric weights in its polygon from the projected corners,
 so whatever is interpolated is differentiable with respect to vertex positions (visibility itself
@@ -20,12 +20,14 @@ _EMPTY = np.iinfo(np.int32).max
 def unfused(fn, operands, anchor):
   """fn(operands), with the operands computed in full before fn reads them.
 
-  XLA fuses elementwise producers into their consumers; fused into a serial scatter loop or into a
-  channel-interleaving copy, a large producer graph runs many times slower (and optimisation
-  barriers do not survive CPU compilation). A conditional is a boundary fusion cannot cross; its
-  predicate, `anchor` == `anchor`, is true for any finite runtime value.
+  XLA fuses elementwise producers into their consumers, recomputing them per element read; fused
+  into a serial scatter loop, a gather or a channel-interleaving copy, a large producer graph runs
+  many times slower (and optimisation barriers do not survive CPU compilation). A conditional is a
+  boundary fusion cannot cross. Its predicate, anchor == anchor, holds for any finite runtime
+  value; the other branch (zeros) only keeps the compiler from folding the conditional away.
   """
-  return jax.lax.cond(anchor == anchor, fn, fn, operands)
+  zeros = lambda ops: jax.tree.map(jnp.zeros_like, fn(ops))
+  return jax.lax.cond(anchor == anchor, fn, zeros, operands)
 
 
 def pixel_centres(height: int, width: int):
@@ -112,7 +114,7 @@ def visibility(corner_x, corner_y, depth, height: int, width: int, window: int =
   zbuf = unfused(scatter, (candidates, keys), depth[0, 0])
   zbuf = zbuf.reshape(batch, height, width)
   if fill_holes:
-    zbuf = _fill_holes(zbuf)
+    zbuf = _fill_holes(_fill_holes(zbuf))
   zbuf = zbuf.reshape(batch, pixels)
   hit = zbuf != _EMPTY
   return jnp.where(hit, zbuf & ((1 << index_bits) - 1), 0), hit

@@ -39,7 +39,8 @@ def pose_and_align(points, pose, landmark_ids, template) -> Projection:
   ax = m(0, 0) * x + m(0, 1) * y + offset[:, 0, None]
   ay = m(1, 0) * x + m(1, 1) * y + offset[:, 1, None]
   landmarks = jnp.stack([ax[:, landmark_ids], ay[:, landmark_ids]], axis=-1)
-  return Projection(cam, ax, ay, depth, landmarks)
+  # Computed once here rather than re-derived inside every rasteriser loop that reads it.
+  return raster.unfused(lambda p: p, Projection(cam, ax, ay, depth, landmarks), depth[0, 0])
 
 
 def gather(plane, ids):
@@ -68,10 +69,13 @@ def rasterize(mesh, proj: Projection, height: int, width: int, cull_back: bool =
 
 def shade(albedo, normals, lighting_coeffs):
   """Colour planes = albedo (3 planes) x SH irradiance at unit normals (3 planes) per image."""
-  basis = lighting.sh_basis(jnp.stack(normals, axis=-1))               # [B, N, 9]
+  basis = lighting.sh_basis_planes(normals)                              # 9 planes [B, N]
   gamma = lighting_coeffs.reshape(-1, 3, 9) + jnp.array([lighting.AMBIENT_OFFSET] + [0.0] * 8)
-  irr = jnp.einsum('bnk,bck->cbn', basis, gamma)
-  return tuple(a * irr[i] for i, a in enumerate(albedo))
+  out = []
+  for c, a in enumerate(albedo):
+    irr = sum(gamma[:, c, k, None] * basis[k] for k in range(9))
+    out.append(a * irr)
+  return tuple(out)
 
 
 def composite(colour, hit, background, height: int, width: int):

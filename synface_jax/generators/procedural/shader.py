@@ -74,7 +74,7 @@ def _eyes(u, v, p, openness, gaze_u, gaze_v, skin, colour):
   lower_lash = f.smoothstep(0.0, 0.002, bottom - dv) * f.smoothstep(0.008, 0.003, bottom - dv) * along
   crease = blob(dv - top, s, 0.032, 0.0, 0.01, 1.1)
   lid = 1.0 - 0.85 * lash - 0.35 * lower_lash - 0.18 * crease
-  shadow = 1.0 - p['eye_shadow'] * blob(du, dv, 0.0, 0.02, 0.2, 0.11)
+  shadow = 1.0 - p['eye_shadow'] * blob(du, dv, -0.01, 0.03, 0.22, 0.13)
   skin_here = tuple(c * lid * shadow for c in colour)
   out = tuple(e * inside + s_ * (1 - inside) for e, s_ in zip(eye, skin_here))
   return out, lash

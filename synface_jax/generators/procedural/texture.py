@@ -32,11 +32,11 @@ _IRIS = np.array([[0.20, 0.11, 0.06], [0.38, 0.25, 0.12], [0.33, 0.38, 0.22], [0
 
 
 def _mixing_matrix():
+  """[NUM_PATTERNS, regions, 3]: how each pattern coefficient tints each region (mostly brightness)."""
   rng = np.random.default_rng(20210811)
-  m = rng.normal(size=(NUM_PATTERNS, len(PATTERN_REGIONS), 3)).astype(np.float32)
-  m *= (0.035 / np.sqrt(1.0 + 0.15 * np.arange(NUM_PATTERNS)))[:, None, None]
-  m -= 0.6 * m.mean(axis=2, keepdims=True)  # mostly tint, partly brightness
-  return m
+  shape = (NUM_PATTERNS, len(PATTERN_REGIONS))
+  m = rng.normal(size=shape + (1,)) + 0.35 * rng.normal(size=shape + (3,))
+  return (m * (0.018 / np.sqrt(1.0 + 0.15 * np.arange(NUM_PATTERNS)))[:, None, None]).astype(np.float32)
 
 
 _MIX = _mixing_matrix()
@@ -55,7 +55,7 @@ def decode(coeffs):
   """Shader parameters from texture coefficients [B, 80]: a dict of [B, 1] or [B, 3] arrays."""
   t = {name: coeffs[:, i] for i, name in enumerate(NAMES)}
   sig = jax.nn.sigmoid
-  tone = sig(1.25 * t['skin_tone'] + 0.2)
+  tone = sig(1.2 * t['skin_tone'] - 0.5)
   skin = _palette(_SKIN, tone)
   skin = skin * (1 + 0.05 * t['skin_red'][:, None] * jnp.array([1.0, -0.6, -0.6]))
   skin = skin * (1 + 0.04 * t['skin_yellow'][:, None] * jnp.array([0.3, 0.4, -1.2]))
@@ -85,7 +85,7 @@ def decode(coeffs):
       'beard': col(sig(3.0 * (t['beard'] - 1.1))),
       'moustache': col(sig(3.0 * (t['moustache'] - 1.2))),
       'stubble': col(0.5 * sig(2.0 * (t['stubble'] - 0.6))),
-      'eye_shadow': col(0.12 + 0.06 * jnp.tanh(t['eye_shadow'])),
+      'eye_shadow': col(0.2 + 0.07 * jnp.tanh(t['eye_shadow'])),
       'blush': col(0.05 + 0.03 * jnp.tanh(t['blush'])),
       'eye_open': col(1.0 + 0.12 * jnp.tanh(t['eye_open'])),
       'eye_width': col(0.135 + 0.01 * jnp.tanh(t['eye_width'])),
