@@ -29,16 +29,25 @@ def deform(mean, bases_and_coeffs):
   return verts[:, 0], verts[:, 1], verts[:, 2]
 
 
-def pose_and_align(points, pose, landmark_ids, template) -> Projection:
-  """Rotates points by pose [B, 3], projects them and aligns the landmarks to template [5, 2]."""
+def _landmarks(x, y, ids, weights):
+  """[B, 5, 2] landmark positions: weighted sums of vertices (ids [5] or [5, K])."""
+  if weights is None:
+    return jnp.stack([x[:, ids], y[:, ids]], axis=-1)
+  w = jnp.asarray(weights)
+  return jnp.stack([jnp.sum(x[:, ids] * w, -1), jnp.sum(y[:, ids] * w, -1)], axis=-1)
+
+
+def pose_and_align(points, pose, landmark_ids, template, landmark_weights=None) -> Projection:
+  """Rotates points by pose [B, 3], projects them and maps the five landmarks (vertex ids [5], or
+  [5, K] averaged with landmark_weights [5, K]) onto template [5, 2] by a similarity."""
   cam = camera.rotate(points, jax.vmap(camera.rotation_matrix)(pose))
   x, y, depth = camera.project(cam)
-  src = jnp.stack([x[:, landmark_ids], y[:, landmark_ids]], axis=-1)
+  src = _landmarks(x, y, landmark_ids, landmark_weights)
   matrix, offset = jax.vmap(align.similarity, in_axes=(0, None))(src, jnp.asarray(template))
   m = lambda i, j: matrix[:, i, j, None]
   ax = m(0, 0) * x + m(0, 1) * y + offset[:, 0, None]
   ay = m(1, 0) * x + m(1, 1) * y + offset[:, 1, None]
-  landmarks = jnp.stack([ax[:, landmark_ids], ay[:, landmark_ids]], axis=-1)
+  landmarks = _landmarks(ax, ay, landmark_ids, landmark_weights)
   # Computed once here rather than re-derived inside every rasteriser loop that reads it.
   return raster.unfused(lambda p: p, Projection(cam, ax, ay, depth, landmarks), depth[0, 0])
 

@@ -1,0 +1,180 @@
+"""Looks at the face generator: PNG grids of identities, identity mixup and factor sweeps.
+
+    python -m synface_jax.generate --config=configs/demo.py --out DIR
+    python -m synface_jax.generate --out DIR --npz faces.npz --identities 100 --per-identity 10
+
+Without --config the procedural generator's defaults are used. Writes into DIR:
+  identities.png   8 identities (rows) x 8 draws of expression, pose, lighting and background;
+  mixup.png        identity mixup strips: phi = 0, 0.1, ..., 1 from identity B to identity A;
+  pose.png         yaw, pitch and roll sweeps of one face;
+  lighting.png     the key light going round the face, and its strength;
+  expression.png   smile, mouth opening, brows, eyes.
+--npz FILE writes `images` uint8 [N * M, H, W, 3] RGB, `labels` int64 [N * M] and the factors
+(`identity`, `expression`, `pose`, `lighting`, `noise`) of M faces of each of N identities; with
+--mixup SPEC (e.g. 'synface', 'fixed:0.8') identities are mixed with random partners and
+`mix_ids` / `mix_weights` hold the soft labels.
+"""
+import argparse
+import importlib.util
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from synface_jax import mixup
+from synface_jax.generators import get_generator
+from synface_jax.generators.factors import Factors
+from synface_jax.generators.pairs import to_uint8
+
+
+def load_config(spec):
+  """The ConfigDict of `path[:arg]` (a python file with get_config), or None."""
+  if not spec:
+    return None
+  path, _, arg = spec.partition(':')
+  module_spec = importlib.util.spec_from_file_location('generate_config', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def build(config):
+  """(generator, pool size) from a config with a `generator` field, or the defaults."""
+  if config is None or 'generator' not in config:
+    from ml_collections import ConfigDict  # pylint: disable=g-import-not-at-top
+    generator = get_generator(ConfigDict({'name': 'procedural'}))
+  else:
+    generator = get_generator(config.generator)
+  pool = getattr(generator, 'num_identities', 10000)
+  if config is not None and 'synthetic' in config and 'num_identities' in config.synthetic:
+    pool = int(config.synthetic.num_identities)
+  return generator, pool
+
+
+def _grid(images, rows, cols):
+  """uint8 [rows * cols, H, W, 3] -> one image of rows x cols tiles."""
+  h, w = images.shape[1:3]
+  return images.reshape(rows, cols, h, w, 3).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, 3)
+
+
+def _save(path, images, rows, cols):
+  Image.fromarray(_grid(images, rows, cols)).save(path)
+
+
+def _stack(factors):
+  return jax.tree.map(lambda *a: jnp.stack(a), *factors)
+
+
+def _neutral(factors: Factors) -> Factors:
+  """A frontal, neutral, evenly lit version of a face (for sweeps)."""
+  return factors._replace(expression=jnp.zeros_like(factors.expression),
+                          pose=jnp.zeros_like(factors.pose),
+                          lighting=jnp.zeros_like(factors.lighting).at[2].set(0.25).at[11].set(0.25)
+                          .at[20].set(0.25) + jnp.array([0.12] + [0.0] * 8 + [0.12] + [0.0] * 8 + [0.12] + [0.0] * 8))
+
+
+def sweeps(generator, params, key):
+  """Factor sweeps of one identity: dict of name -> (factors batch, rows, cols)."""
+  from synface_jax.generators.procedural import lighting as sh  # pylint: disable=g-import-not-at-top
+  base = _neutral(generator.sample(key, generator.identity(params, 0)))
+  angles = np.linspace(-1, 1, 9)
+  pose = [base._replace(pose=jnp.array([0.0, 0.8 * a, 0.0])) for a in angles]
+  pose += [base._replace(pose=jnp.array([0.35 * a, 0.0, 0.0])) for a in angles]
+  pose += [base._replace(pose=jnp.array([0.0, 0.0, 0.3 * a])) for a in angles]
+  light = []
+  for a in np.linspace(-np.pi, np.pi, 9):
+    d = jnp.array([np.sin(a), np.cos(a) * 0.8, 0.6])
+    light.append(base._replace(lighting=sh.directional(d / jnp.linalg.norm(d), 0.5)))
+  for s in np.linspace(-0.3, 0.6, 9):
+    light.append(base._replace(lighting=sh.directional(jnp.array([0.4, 0.4, 0.82]), 0.4)
+                               .at[jnp.array([0, 9, 18])].add(s)))
+  expr = []
+  for index in (0, 1, 2, 3, 4, 5, 6):
+    for a in np.linspace(-1.0, 2.0, 9):
+      expr.append(base._replace(expression=jnp.zeros(64).at[index].set(a)))
+  return {'pose': (_stack(pose), 3, 9), 'lighting': (_stack(light), 2, 9),
+          'expression': (_stack(expr), 7, 9)}
+
+
+def identity_grid(generator, params, key, count=8, draws=8):
+  coeffs = jax.vmap(generator.identity, in_axes=(None, 0))(params, jnp.repeat(jnp.arange(count), draws))
+  return jax.vmap(generator.sample)(jax.random.split(key, count * draws), coeffs)
+
+
+def mixup_strips(generator, params, key, pool, pairs=4, steps=11):
+  k_ids, k_draw = jax.random.split(key)
+  a = jax.random.randint(k_ids, (pairs,), 0, pool)
+  b = mixup.sample_partners(jax.random.fold_in(k_ids, 1), a, pool)
+  phi = jnp.linspace(0.0, 1.0, steps)
+  id_a, id_b = jnp.repeat(a, steps), jnp.repeat(b, steps)
+  ca = jax.vmap(generator.identity, in_axes=(None, 0))(params, id_a)
+  cb = jax.vmap(generator.identity, in_axes=(None, 0))(params, id_b)
+  coeffs, _ = mixup.identity_mixup(ca, cb, id_a, id_b, jnp.tile(phi, pairs))
+  draws = jax.vmap(generator.sample)(jnp.repeat(jax.random.split(k_draw, pairs), steps, axis=0), coeffs)
+  return draws._replace(pose=draws.pose * 0.3)
+
+
+def render_all(generator, params, factors, batch_size=64):
+  render = jax.jit(generator.render)
+  n = factors.pose.shape[0]
+  out = []
+  for start in range(0, n, batch_size):
+    chunk = jax.tree.map(lambda a: a[start:start + batch_size], factors)
+    out.append(to_uint8(render(params, chunk)[0]))
+  return np.concatenate(out)
+
+
+def write_npz(path, generator, params, key, identities, per_identity, pool, spec=None, batch_size=64):
+  """Saves faces of `identities` x `per_identity` (optionally mixed) as arrays; see module doc."""
+  labels = np.repeat(np.arange(identities), per_identity)
+  ids = jnp.asarray(labels, jnp.int32)
+  coeffs = jax.vmap(generator.identity, in_axes=(None, 0))(params, ids)
+  k_draw, k_partner, k_phi = jax.random.split(key, 3)
+  extra = {}
+  if spec:
+    partners = mixup.sample_partners(k_partner, ids, max(pool, identities))
+    phi = mixup.make_sampler(spec)(k_phi, ids.shape)
+    other = jax.vmap(generator.identity, in_axes=(None, 0))(params, partners)
+    coeffs, label = mixup.identity_mixup(coeffs, other, ids, partners, phi)
+    extra = {'mix_ids': np.asarray(label.ids), 'mix_weights': np.asarray(label.weights)}
+  factors = jax.vmap(generator.sample)(jax.random.split(k_draw, len(labels)), coeffs)
+  images = render_all(generator, params, factors, batch_size)
+  arrays = {name: np.asarray(value) for name, value in factors._asdict().items()}
+  np.savez(path, images=images, labels=labels.astype(np.int64), **arrays, **extra)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--config', default=None, help='config file (path[:arg]) with a generator field')
+  parser.add_argument('--out', default=None, help='folder for the PNG grids')
+  parser.add_argument('--npz', default=None, help='also write faces as arrays to this .npz file')
+  parser.add_argument('--identities', type=int, default=8)
+  parser.add_argument('--per-identity', type=int, default=8)
+  parser.add_argument('--mixup', default=None, help="phi spec for --npz, e.g. 'synface' or 'fixed:0.8'")
+  parser.add_argument('--seed', type=int, default=0)
+  args = parser.parse_args(argv)
+  if not args.out and not args.npz:
+    parser.error('give --out and/or --npz')
+  generator, pool = build(load_config(args.config))
+  params = generator.init(jax.random.PRNGKey(args.seed))
+  key = jax.random.PRNGKey(args.seed + 1)
+  if args.out:
+    os.makedirs(args.out, exist_ok=True)
+    k_grid, k_mix, k_sweep = jax.random.split(key, 3)
+    _save(os.path.join(args.out, 'identities.png'),
+          render_all(generator, params, identity_grid(generator, params, k_grid)), 8, 8)
+    _save(os.path.join(args.out, 'mixup.png'),
+          render_all(generator, params, mixup_strips(generator, params, k_mix, pool)), 4, 11)
+    for name, (factors, rows, cols) in sweeps(generator, params, k_sweep).items():
+      _save(os.path.join(args.out, f'{name}.png'), render_all(generator, params, factors), rows, cols)
+    print(f'wrote identities.png, mixup.png, pose.png, lighting.png, expression.png to {args.out}')
+  if args.npz:
+    write_npz(args.npz, generator, params, jax.random.fold_in(key, 7), args.identities,
+              args.per_identity, pool, args.mixup)
+    print(f'wrote {args.identities * args.per_identity} faces to {args.npz}')
+
+
+if __name__ == '__main__':
+  main()
