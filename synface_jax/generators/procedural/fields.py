@@ -11,6 +11,9 @@ NOSE_TIP_V = -0.345
 SUBNASALE_V = -0.47
 MOUTH_U, MOUTH_V = 0.257, -0.716
 EAR_U, EAR_V = 1.7, -0.14
+# Where the alignment landmarks sit (eye centres are at EYE_U, EYE_V).
+NOSE_LANDMARK_V = -0.322
+MOUTH_LANDMARK_U = 0.252
 
 
 def gauss(u, v, cu, cv, su, sv):

@@ -79,7 +79,8 @@ def _render_head(model, params, factors, image_size, template):
   tex = factors.identity[:, _SHAPE_DIM:]
   points = render.deform(params['mean'], [(params['identity_basis'], shape),
                                          (params['expression_basis'], factors.expression)])
-  proj = render.pose_and_align(points, factors.pose, model.landmarks, template)
+  proj = render.pose_and_align(points, factors.pose, model.landmark_ids, template,
+                               model.landmark_weights)
   polygon_ids, hit, _, weights = render.rasterize(model.mesh, proj, height, width)
   row, col = model.mesh.polygon_cells(polygon_ids)
   offsets = model.mesh.CORNER_OFFSETS

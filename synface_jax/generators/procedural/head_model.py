@@ -18,8 +18,9 @@ class ProceduralHead(NamedTuple):
 
   mean: [3, V] mean shape (component planes); identity_basis: [80, 3 * V]; expression_basis:
   [64, 3 * V] (component-major per basis vector). row_v, row_mouth: [rows] texture v and mouth-fold
-  position per grid row; col_u: [cols] texture u per column. landmarks: [5] vertex ids of the eye
-  centres, nose tip and mouth corners (image-left first).
+  position per grid row; col_u: [cols] texture u per column. landmark_ids, landmark_weights: [5, 4]
+  bilinear combinations of vertices giving the eye centres, nose tip and mouth corners (image-left
+  first).
   """
   PARAMS = ('mean', 'identity_basis', 'expression_basis')
 
@@ -30,16 +31,29 @@ class ProceduralHead(NamedTuple):
   row_v: np.ndarray
   row_mouth: np.ndarray
   col_u: np.ndarray
-  landmarks: np.ndarray
+  landmark_ids: np.ndarray
+  landmark_weights: np.ndarray
 
 
-def _nearest(uv, mouth, u, v, fold=None):
-  cost = np.square(uv[:, 0] - u) + np.square(uv[:, 1] - v)
-  if fold is None:
-    cost = cost + 10.0 * (mouth >= 0)
+def _landmark(g, u, v, fold=None):
+  """Vertex ids [4] and bilinear weights [4] of the surface point at texture (u, v).
+
+  With `fold`, the point lies on the mouth-fold row nearest that fold position (v is ignored).
+  """
+  c = int(np.clip(np.searchsorted(g.azimuth, u) - 1, 0, g.cols - 2))
+  t = (u - g.azimuth[c]) / (g.azimuth[c + 1] - g.azimuth[c])
+  if fold is not None:
+    r = int(np.argmin(np.abs(g.mouth - fold) + 10.0 * (g.mouth < 0)))
+    s = 0.0
   else:
-    cost = cost + 10.0 * (np.abs(mouth - fold) > 0.1)
-  return int(np.argmin(cost))
+    rows = np.nonzero((g.mouth < 0) & (g.elevation == 0))[0]
+    k = int(np.clip(np.searchsorted(-g.v[rows], -v) - 1, 0, len(rows) - 2))
+    r, r1 = rows[k], rows[k + 1]
+    assert r1 == r + 1, 'landmark rows must be adjacent'
+    s = (g.v[r] - v) / (g.v[r] - g.v[r1])
+  ids = [r * g.cols + c, r * g.cols + c + 1, (r + 1) * g.cols + c, (r + 1) * g.cols + c + 1]
+  weights = [(1 - s) * (1 - t), (1 - s) * t, s * (1 - t), s * t]
+  return ids, weights
 
 
 @functools.lru_cache(maxsize=4)
@@ -55,14 +69,15 @@ def build(resolution: float = 1.0) -> ProceduralHead:
     surface = shape_basis.Surface(uv, mouth, base_points, base_normals)
     ident = np.asarray(shape_basis.identity_basis(surface), np.float32)
     expr = np.asarray(shape_basis.expression_basis(surface), np.float32)
-  landmarks = np.array([
-      _nearest(uv, mouth, -fields.EYE_U, fields.EYE_V), _nearest(uv, mouth, fields.EYE_U, fields.EYE_V),
-      _nearest(uv, mouth, 0.0, fields.NOSE_TIP_V),
-      _nearest(uv, mouth, -fields.MOUTH_U, fields.MOUTH_V, fold=0.5),
-      _nearest(uv, mouth, fields.MOUTH_U, fields.MOUTH_V, fold=0.5)], np.int32)
+  points = [_landmark(g, -fields.EYE_U, fields.EYE_V), _landmark(g, fields.EYE_U, fields.EYE_V),
+            _landmark(g, 0.0, fields.NOSE_LANDMARK_V),
+            _landmark(g, -fields.MOUTH_LANDMARK_U, 0.0, fold=0.5),
+            _landmark(g, fields.MOUTH_LANDMARK_U, 0.0, fold=0.5)]
   to_planes = lambda b: np.ascontiguousarray(np.transpose(b, (0, 2, 1)).reshape(b.shape[0], -1))
   return ProceduralHead(
       mean=np.ascontiguousarray(mean.T), identity_basis=to_planes(ident),
       expression_basis=to_planes(expr), mesh=mesh.GridMesh(g.rows, g.cols),
       row_v=g.v.astype(np.float32), row_mouth=g.mouth.astype(np.float32),
-      col_u=g.azimuth.astype(np.float32), landmarks=landmarks)
+      col_u=g.azimuth.astype(np.float32),
+      landmark_ids=np.array([p[0] for p in points], np.int32),
+      landmark_weights=np.array([p[1] for p in points], np.float32))
