@@ -42,7 +42,7 @@ def _eyes(u, v, p, openness, gaze_u, gaze_v, skin, colour):
   dv = v - f.EYE_V
   width = p['eye_width']
   s = jnp.clip(du / width, -1.0, 1.0)
-  across = jnp.maximum(1.0 - s * s, 0.0)
+  across = jnp.maximum(1.0 - s * s, 1e-4)  # kept off 0 so powers have finite gradients
   tilt = p['eye_tilt'] * s
   top = 0.047 * p['eye_open'] * openness * jnp.sqrt(across) * (1 + 0.15 * s * (s < 0)) + tilt - 0.004
   bottom = -0.03 * p['eye_open'] * across ** 0.8 + tilt * 0.6 - 0.004
@@ -96,7 +96,7 @@ def _brows(u, v, p, colour):
 def _lips(u, v, m, p, colour):
   a = jnp.abs(u)
   s = jnp.clip(a / (f.MOUTH_U + 0.01), 0.0, 1.0)
-  across = jnp.maximum(1.0 - s * s, 0.0)
+  across = jnp.maximum(1.0 - s * s, 1e-4)
   bow = 0.012 * blob(a, 0.0, 0.045, 0.0, 0.045, 1.0) - 0.008 * blob(a, 0.0, 0.0, 0.0, 0.025, 1.0)
   upper_edge = f.MOUTH_V + p['lip_height'] * (0.048 * across ** 0.7 + bow)
   lower_edge = f.MOUTH_V - p['lip_height'] * 0.072 * across ** 0.6

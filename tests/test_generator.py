@@ -1,0 +1,274 @@
+"""The procedural face generator: shapes, alignment, determinism, identity mixup, gradients, BFM
+loading, verification pairs and the generate CLI. Small images and meshes keep it fast."""
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from synface_jax import mixup
+from synface_jax.generators import get_generator
+from synface_jax.generators.factors import Factors
+from synface_jax.generators.pairs import pair_identities, synthetic_pairs
+from synface_jax.generators.procedural import ProceduralGenerator, bfm, matfile
+
+SIZE = (32, 32)
+BATCH = 4
+
+
+@pytest.fixture(scope='module')
+def gen():
+  return ProceduralGenerator(image_size=SIZE, resolution=0.3, num_identities=50, seed=3)
+
+
+@pytest.fixture(scope='module')
+def params(gen):
+  return gen.init(jax.random.PRNGKey(0))
+
+
+@pytest.fixture(scope='module')
+def render(gen):
+  return jax.jit(gen.render)
+
+
+def _factors(gen, params, ids, seed=0):
+  coeffs = jax.vmap(gen.identity, in_axes=(None, 0))(params, jnp.asarray(ids))
+  return jax.vmap(gen.sample)(jax.random.split(jax.random.PRNGKey(seed), len(ids)), coeffs)
+
+
+def _neutral(batch=1):
+  z = lambda n: jnp.zeros((batch, n))
+  return Factors(z(160), z(64), z(3), z(27), z(32))
+
+
+def test_registered_and_built_from_config():
+  from ml_collections import ConfigDict
+  g = get_generator(ConfigDict({'name': 'procedural', 'image_size': SIZE, 'resolution': 0.3}))
+  assert isinstance(g, ProceduralGenerator) and g.image_size == SIZE
+
+
+def test_shapes_dtypes_ranges(gen, params, render):
+  factors = _factors(gen, params, [0, 1, 2, 3])
+  assert factors.identity.shape == (BATCH, 160) and factors.expression.shape == (BATCH, 64)
+  assert factors.pose.shape == (BATCH, 3) and factors.lighting.shape == (BATCH, 27)
+  assert factors.noise.shape == (BATCH, 32)
+  images, landmarks = render(params, factors)
+  assert images.shape == (BATCH,) + SIZE + (3,) and images.dtype == jnp.float32
+  assert landmarks.shape == (BATCH, 5, 2) and landmarks.dtype == jnp.float32
+  assert float(images.min()) >= -1.0 and float(images.max()) <= 1.0
+  assert np.isfinite(np.asarray(landmarks)).all()
+  assert float(jnp.std(images)) > 0.05
+
+
+def test_landmarks_on_template(gen, params, render):
+  _, landmarks = render(params, _neutral())
+  np.testing.assert_array_less(np.abs(np.asarray(landmarks[0]) - gen.template), 1.0)
+  # Any face: landmarks are the exact images of the landmark vertices, centred on the template.
+  _, landmarks = render(params, _factors(gen, params, [5, 6, 7, 8]))
+  np.testing.assert_allclose(np.asarray(landmarks).mean(1), np.broadcast_to(gen.template.mean(0), (BATCH, 2)),
+                             atol=1e-3)
+
+
+def test_full_size_mean_face_lands_on_arcface_template():
+  g = ProceduralGenerator()
+  _, landmarks = jax.jit(g.render)(g.init(), _neutral())
+  np.testing.assert_array_less(np.abs(np.asarray(landmarks[0]) - g.template), 1.0)
+
+
+def test_synface_template_size():
+  g = ProceduralGenerator(template='synface', resolution=0.3)
+  assert g.image_size == (112, 96)
+  np.testing.assert_allclose(g.template[0], [38.2946 - 8, 51.6963], atol=1e-4)
+
+
+def test_identity_deterministic_and_distinct(gen, params):
+  a = gen.identity(params, 7)
+  np.testing.assert_array_equal(np.asarray(a), np.asarray(gen.identity(params, 7)))
+  assert a.shape == (160,)
+  assert float(jnp.abs(a - gen.identity(params, 8)).max()) > 0.1
+  other_seed = ProceduralGenerator(image_size=SIZE, resolution=0.3, seed=4)
+  assert float(jnp.abs(a - other_seed.identity(params, 7)).max()) > 0.1
+
+
+def test_nuisance_changes_image_not_identity(gen, params, render):
+  coeffs = gen.identity(params, 2)
+  draws = jax.vmap(gen.sample, in_axes=(0, None))(jax.random.split(jax.random.PRNGKey(1), 2), coeffs)
+  np.testing.assert_array_equal(np.asarray(draws.identity[0]), np.asarray(coeffs))
+  np.testing.assert_array_equal(np.asarray(draws.identity[1]), np.asarray(coeffs))
+  assert float(jnp.abs(draws.pose[0] - draws.pose[1]).max()) > 0
+  assert float(jnp.abs(draws.lighting[0] - draws.lighting[1]).max()) > 0
+  images, _ = render(params, jax.tree.map(lambda a: jnp.concatenate([a, a]), draws))
+  assert float(jnp.abs(images[0] - images[1]).mean()) > 0.02
+
+
+def test_pose_prior_ranges(gen):
+  draws = jax.vmap(gen.sample, in_axes=(0, None))(jax.random.split(jax.random.PRNGKey(2), 2000),
+                                                   jnp.zeros(160))
+  pitch, yaw, roll = np.abs(np.asarray(draws.pose)).T
+  assert np.mean(yaw < np.radians(45)) > 0.9 and yaw.max() < np.radians(50)
+  assert pitch.max() < np.radians(21) and roll.max() < np.radians(11)
+
+
+def test_mixup_endpoints(gen, params, render):
+  ids_a, ids_b = jnp.array([1, 1]), jnp.array([9, 9])
+  ca = jax.vmap(gen.identity, in_axes=(None, 0))(params, ids_a)
+  cb = jax.vmap(gen.identity, in_axes=(None, 0))(params, ids_b)
+  mixed, label = mixup.identity_mixup(ca, cb, ids_a, ids_b, jnp.array([1.0, 0.0]))
+  np.testing.assert_array_equal(np.asarray(mixed[0]), np.asarray(ca[0]))
+  np.testing.assert_array_equal(np.asarray(mixed[1]), np.asarray(cb[1]))
+  nuisance = gen.sample(jax.random.PRNGKey(5), ca[0])
+  batch = lambda coeffs: jax.tree.map(lambda a: jnp.stack([a] * 2), nuisance)._replace(identity=coeffs)
+  got, _ = render(params, batch(mixed))
+  want_a, _ = render(params, batch(jnp.stack([ca[0], ca[0]])))
+  want_b, _ = render(params, batch(jnp.stack([cb[0], cb[0]])))
+  np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(want_a[0]))
+  np.testing.assert_array_equal(np.asarray(got[1]), np.asarray(want_b[1]))
+  np.testing.assert_allclose(np.asarray(label.weights), [[1, 0], [0, 1]])
+
+
+def test_deterministic_for_a_key(gen, params, render):
+  one = render(params, _factors(gen, params, [0, 1, 2, 3], seed=11))[0]
+  two = render(params, _factors(gen, params, [0, 1, 2, 3], seed=11))[0]
+  np.testing.assert_array_equal(np.asarray(one), np.asarray(two))
+
+
+def test_batch_equals_single_renders(gen, params, render):
+  factors = _factors(gen, params, [4, 5, 6, 7], seed=2)
+  images, landmarks = render(params, factors)
+  for i in (0, 3):
+    single, lm = jax.jit(gen.render)(params, jax.tree.map(lambda a: a[i:i + 1], factors))
+    np.testing.assert_allclose(np.asarray(single[0]), np.asarray(images[i]), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(lm[0]), np.asarray(landmarks[i]), atol=1e-3)
+
+
+def test_gradient_wrt_factors(gen, params):
+  factors = _factors(gen, params, [0, 1], seed=4)
+  loss = lambda f: jnp.mean(jnp.square(gen.render(params, f)[0]))
+  grads = jax.jit(jax.grad(loss))(factors)
+  for name in ('identity', 'expression', 'pose', 'lighting'):
+    g = np.asarray(getattr(grads, name))
+    assert np.isfinite(g).all(), name
+    assert np.abs(g).max() > 0, name
+
+
+def test_pair_identities_layout():
+  ids, issame = pair_identities(0, 60, 1000, 100)
+  assert ids.shape == (120,) and issame.shape == (60,) and issame.dtype == bool
+  assert issame.sum() == 30
+  a, b = ids[0::2], ids[1::2]
+  np.testing.assert_array_equal(a == b, issame)
+  assert ids.min() >= 1000 and ids.max() < 1100
+  folds = issame.reshape(10, 6)
+  assert (folds.sum(1) == 3).all()
+  with pytest.raises(ValueError):
+    pair_identities(0, 30, 0, 100)
+
+
+def test_synthetic_pairs(gen, params):
+  images, issame = synthetic_pairs(gen, params, jax.random.PRNGKey(0), num_pairs=20, batch_size=BATCH * 4)
+  assert images.shape == (40,) + SIZE + (3,) and images.dtype == np.uint8
+  assert issame.shape == (20,) and issame.sum() == 10
+  # Defaults draw identities from beyond the training pool.
+  seed = int(jax.random.randint(jax.random.PRNGKey(0), (), 0, 2 ** 31 - 1))
+  ids, _ = pair_identities(seed, 20, gen.num_identities, 20)
+  assert ids.min() >= gen.num_identities
+
+
+def _mat_element(kind, payload):
+  return struct.pack('<II', kind, len(payload)) + payload + b'\0' * (-len(payload) % 8)
+
+
+def write_mat(path, arrays, compress=()):
+  """A level-5 .mat file of double matrices (a few of them zlib-compressed)."""
+  body = b''
+  for name, value in arrays.items():
+    a = np.atleast_2d(np.asarray(value, np.float64))
+    content = (_mat_element(6, struct.pack('<II', 6, 0)) + _mat_element(5, struct.pack(f'<{a.ndim}i', *a.shape))
+               + _mat_element(1, name.encode()) + _mat_element(9, a.tobytes(order='F')))
+    element = struct.pack('<II', 14, len(content)) + content
+    body += _mat_element(15, zlib.compress(element)) if name in compress else element
+  header = b'MATLAB 5.0 MAT-file, test'.ljust(116, b' ') + b'\0' * 8 + struct.pack('<H', 0x0100) + b'IM'
+  with open(path, 'wb') as f:
+    f.write(header + body)
+
+
+def tiny_bfm(rows=28, cols=28):
+  """A face-like half ellipsoid in the BFM_model_front.mat layout (1-based tri and keypoints)."""
+  y, x = np.meshgrid(np.linspace(1.0, -1.2, rows), np.linspace(-0.75, 0.75, cols), indexing='ij')
+  z = 0.9 * np.sqrt(np.clip(1 - (x / 0.8) ** 2 - ((y + 0.1) / 1.2) ** 2, 0.02, 1))
+  verts = np.stack([x, y, z], -1).reshape(-1, 3)
+  idx = np.arange(rows * cols).reshape(rows, cols)
+  tri = np.concatenate([np.stack([idx[:-1, :-1], idx[1:, :-1], idx[1:, 1:]], -1).reshape(-1, 3),
+                        np.stack([idx[:-1, :-1], idx[1:, 1:], idx[:-1, 1:]], -1).reshape(-1, 3)])
+  nearest = lambda px, py: int(np.argmin((verts[:, 0] - px) ** 2 + (verts[:, 1] - py) ** 2))
+  keypoints = np.zeros(68, int)
+  keypoints[36:42] = [nearest(-0.31 + d, 0.0) for d in (-0.05, -0.03, 0.0, 0.03, 0.05, 0.0)]
+  keypoints[42:48] = [nearest(0.31 + d, 0.0) for d in (-0.05, -0.03, 0.0, 0.03, 0.05, 0.0)]
+  keypoints[30], keypoints[48], keypoints[54] = nearest(0, -0.36), nearest(-0.25, -0.72), nearest(0.25, -0.72)
+  rng = np.random.default_rng(0)
+  n = verts.size
+  return {'meanshape': verts.reshape(1, -1), 'idBase': 0.01 * rng.normal(size=(n, 6)),
+          'exBase': 0.01 * rng.normal(size=(n, 4)), 'meantex': np.tile([[200.0, 150.0, 130.0]], (1, rows * cols)),
+          'texBase': 5.0 * rng.normal(size=(n, 3)), 'tri': tri + 1, 'keypoints': keypoints[None] + 1}
+
+
+def test_bfm_loader_and_render(tmp_path):
+  path = str(tmp_path / 'BFM_model_front.mat')
+  fields = tiny_bfm()
+  write_mat(path, fields, compress=('idBase', 'tri'))
+  model = bfm.load_bfm(path)
+  assert model.mean.shape == (3, 28 * 28) and model.identity_basis.shape == (80, 3 * 28 * 28)
+  assert model.expression_basis.shape == (64, 3 * 28 * 28) and model.texture_basis.shape == (80, 3 * 28 * 28)
+  np.testing.assert_allclose(model.mean_texture[:, 0], [200 / 255, 150 / 255, 130 / 255], rtol=1e-6)
+  assert model.mesh.triangles.min() == 0
+  # Bases keep their values (interleaved x, y, z rows become planes) and are zero-padded.
+  np.testing.assert_allclose(model.identity_basis[2, 28 * 28 + 5], fields['idBase'][3 * 5 + 1, 2], rtol=1e-6)
+  assert not model.identity_basis[6:].any()
+  g = ProceduralGenerator(image_size=SIZE, bfm_path=path)
+  p = g.init()
+  images, landmarks = jax.jit(g.render)(p, _factors(g, p, [0, 1]))
+  assert images.shape == (2,) + SIZE + (3,) and np.isfinite(np.asarray(images)).all()
+  assert float(images.min()) >= -1 and float(images.max()) <= 1
+  assert float(jnp.std(images)) > 0.02 and landmarks.shape == (2, 5, 2)
+
+
+def test_bfm_missing_field(tmp_path):
+  path = str(tmp_path / 'broken.mat')
+  fields = tiny_bfm(6, 6)
+  del fields['tri']
+  write_mat(path, fields)
+  with pytest.raises(matfile.MatFileError, match=r"broken.mat.*'tri'"):
+    bfm.load_bfm(path)
+  with open(tmp_path / 'junk.mat', 'wb') as f:
+    f.write(b'x' * 200)
+  with pytest.raises(matfile.MatFileError, match='junk.mat'):
+    bfm.load_bfm(str(tmp_path / 'junk.mat'))
+
+
+def test_generate_cli(tmp_path):
+  config = tmp_path / 'tiny.py'
+  config.write_text(
+      'from ml_collections import ConfigDict\n'
+      'def get_config():\n'
+      "  return ConfigDict({'generator': {'name': 'procedural', 'image_size': (32, 32), 'resolution': 0.3},\n"
+      "                     'synthetic': {'num_identities': 20}})\n")
+  out = tmp_path / 'out'
+  npz = tmp_path / 'faces.npz'
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  cmd = [sys.executable, '-m', 'synface_jax.generate', f'--config={config}', '--out', str(out),
+         '--npz', str(npz), '--identities', '3', '--per-identity', '2', '--mixup', 'fixed:0.8']
+  subprocess.run(cmd, check=True, env=env, cwd=os.path.dirname(os.path.dirname(__file__)),
+                 capture_output=True)
+  for name in ('identities', 'mixup', 'pose', 'lighting', 'expression'):
+    assert (out / f'{name}.png').stat().st_size > 1000
+  data = np.load(npz)
+  assert data['images'].shape == (6, 32, 32, 3) and data['images'].dtype == np.uint8
+  assert data['labels'].tolist() == [0, 0, 1, 1, 2, 2] and data['labels'].dtype.kind == 'i'
+  assert data['identity'].shape == (6, 160) and data['pose'].shape == (6, 3)
+  assert data['lighting'].shape == (6, 27) and data['expression'].shape == (6, 64)
+  np.testing.assert_allclose(data['mix_weights'], [[0.8, 0.2]] * 6, rtol=1e-6)
