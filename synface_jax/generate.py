@@ -117,12 +117,14 @@ def mixup_strips(generator, params, key, pool, pairs=4, steps=11):
 
 
 def render_all(generator, params, factors, batch_size=64):
+  """uint8 images of a batch of factors, rendered in chunks of one shape (one compilation)."""
   render = jax.jit(generator.render)
   n = factors.pose.shape[0]
   out = []
   for start in range(0, n, batch_size):
-    chunk = jax.tree.map(lambda a: a[start:start + batch_size], factors)
-    out.append(to_uint8(render(params, chunk)[0]))
+    take = np.minimum(np.arange(start, start + batch_size), n - 1)
+    chunk = jax.tree.map(lambda a: a[take], factors)
+    out.append(to_uint8(render(params, chunk)[0])[:min(batch_size, n - start)])
   return np.concatenate(out)
 
 

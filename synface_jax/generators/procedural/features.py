@@ -80,11 +80,19 @@ def mouth_fold(u, mouth):
   return 0.1 * jnp.sin(jnp.pi * inside) * span
 
 
+def _hair(u, v):
+  """A layer of hair over the crown, the sides above the ears and the back of the head."""
+  a = jnp.abs(u)
+  line = 0.68 + (0.3 - 0.68) * f.smoothstep(0.5, 1.2, a)
+  line = jnp.where(a > 1.9, 0.3 + (-0.6 - 0.3) * f.smoothstep(1.9, 2.5, a), line)
+  return 0.045 * f.smoothstep(line - 0.02, line + 0.12, v)
+
+
 def height(u, v, mouth):
   """Total feature height [V] at texture coordinates (u, v) and mouth-fold position `mouth`."""
   lower_side = jnp.clip(mouth, 0.0, 1.0) * (mouth >= 0) + (mouth < 0) * (v < f.MOUTH_V)
   face = _nose(u, v) + _lips(u, v, lower_side) + _eyes(u, v) + _cheeks(u, v)
-  return face * f.front(u, 1.1) + _ears(u, v) - mouth_fold(u, mouth)
+  return face * f.front(u, 1.1) + _ears(u, v) + _hair(u, v) - mouth_fold(u, mouth)
 
 
 def mean_shape(base_points, base_normals, uv, mouth):

@@ -93,7 +93,7 @@ def make_grid(resolution: float = 1.0) -> Grid:
   upper = _spaced(FACE_TOP, LIP_Y + 1e-3, _face_density, n(54))
   fold = np.linspace(0.0, 1.0, max(3, n(7)))
   lower = _spaced(LIP_Y - 1e-3, FACE_BOTTOM, _face_density, n(20))
-  chin = np.linspace(0.0, CHIN_ELEVATION, n(13) + 1)[1:]
+  chin = CHIN_ELEVATION * np.linspace(0.0, 1.0, n(16) + 1)[1:] ** 1.5
   neck = np.linspace(0.0, NECK_LENGTH, n(7) + 1)[1:]
 
   origin_y = np.concatenate([np.full(len(crown), FACE_TOP), upper, np.full(len(fold), LIP_Y), lower,

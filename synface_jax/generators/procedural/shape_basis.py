@@ -169,7 +169,7 @@ def _expression_named(s: Surface):
   lips = s.g(0.0, f.MOUTH_V, 0.26, 0.09)
   left = f.smoothstep(-0.05, 0.05, s.u)
   right = 1.0 - left
-  smile = (s.axis(0.04 * corner, y=1.0) + s.lateral(0.025 * corner) + s.axis(-0.012 * corner, z=1.0)
+  smile = (s.axis(0.055 * corner, y=1.0) + s.lateral(0.03 * corner) + s.axis(-0.012 * corner, z=1.0)
            + s.axis(0.018 * cheeks, y=1.0) + s.along_normal(0.012 * cheeks) + s.axis(0.008 * lids_lower, y=1.0))
   brow_up = s.axis(0.028 * brows, y=1.0) + s.axis(0.008 * lids_upper, y=1.0)
   fields = {

@@ -58,7 +58,7 @@ def decode(coeffs):
   tone = sig(1.2 * t['skin_tone'] - 0.5)
   skin = _palette(_SKIN, tone)
   skin = skin * (1 + 0.05 * t['skin_red'][:, None] * jnp.array([1.0, -0.6, -0.6]))
-  skin = skin * (1 + 0.04 * t['skin_yellow'][:, None] * jnp.array([0.3, 0.4, -1.2]))
+  skin = skin * (1 + 0.025 * jnp.tanh(t['skin_yellow'])[:, None] * jnp.array([0.2, 0.3, -1.0]))
   hair_pos = sig(1.4 * t['hair_dark'] + 1.3 + 1.5 * tone)
   hair = _palette(_HAIR, hair_pos)
   hair = hair * (1 + 0.25 * jnp.tanh(t['hair_warm'])[:, None] * jnp.array([0.6, -0.1, -0.6]))
@@ -66,7 +66,7 @@ def decode(coeffs):
   hair = hair * (1 - grey) + grey * jnp.array([0.62, 0.6, 0.58])
   iris = _palette(_IRIS, sig(1.6 * t['iris_hue'] - 1.2 + 0.0 * tone) * (1 - 0.8 * tone))
   iris = iris * (1 + 0.25 * jnp.tanh(t['iris_light']))[:, None]
-  lip = skin * jnp.array([0.93, 0.62, 0.62]) * (1 + 0.08 * t['lip_red'][:, None] * jnp.array([0.5, -1, -1]))
+  lip = skin * jnp.array([0.86, 0.64, 0.66]) * (1 + 0.06 * jnp.tanh(t['lip_red'])[:, None] * jnp.array([0.5, -1, -1]))
   lip = lip * (1 - 0.12 * sig(t['lip_dark']))[:, None]
   patterns = jnp.einsum('bk,krc->brc', coeffs[:, len(NAMES):], jnp.asarray(_MIX))
   col = lambda x: x[:, None]
