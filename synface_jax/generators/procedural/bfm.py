@@ -40,12 +40,12 @@ class BfmModel(NamedTuple):
     points = render.deform(params['mean'], [(params['identity_basis'], shape),
                                            (params['expression_basis'], factors.expression)])
     proj = render.pose_and_align(points, factors.pose, self.landmark_ids, template, self.landmark_weights)
-    _, hit, corner_ids, weights = render.rasterize(self.mesh, proj, height, width, cull_back=False)
     albedo = render.deform(params['mean_texture'], [(params['texture_basis'], tex)])
     normals = self.mesh.vertex_normals(proj.camera_points)
-    pixel = lambda plane: sum(w * render.gather(plane, i) for w, i in zip(weights, corner_ids))
-    albedo = tuple(jnp.clip(pixel(a), 0.0, 1.0) for a in albedo)
-    normals = mesh_lib.normalize(tuple(pixel(n) for n in normals))
+    _, hit, _, _, values = render.rasterize(self.mesh, proj, height, width,
+                                            vertex_planes=albedo + normals, cull_back=False)
+    albedo = tuple(jnp.clip(a, 0.0, 1.0) for a in values[:3])
+    normals = mesh_lib.normalize(values[3:])
     colour = render.shade(albedo, normals, factors.lighting)
     px, py = raster.pixel_centres(height, width)
     bg = background.background(factors.noise, px, py, height, width)

@@ -76,12 +76,13 @@ def _lookup(table, index, frac):
 def _render_head(model, params, factors, image_size, template):
   height, width = image_size
   shape = factors.identity[:, :_SHAPE_DIM]
-  tex = factors.identity[:, _SHAPE_DIM:]
-  points = render.deform(params['mean'], [(params['identity_basis'], shape),
-                                         (params['expression_basis'], factors.expression)])
+  points = render.deform(params['mean'], [
+      (params['identity_basis'], shape @ params['identity_map']),
+      (params['expression_basis'], factors.expression @ params['expression_map'])])
   proj = render.pose_and_align(points, factors.pose, model.landmark_ids, template,
                                model.landmark_weights)
-  polygon_ids, hit, _, weights = render.rasterize(model.mesh, proj, height, width)
+  normals = model.mesh.polygon_normals(proj.camera_points)
+  polygon_ids, hit, weights, normals, _ = render.rasterize(model.mesh, proj, height, width, normals)
   row, col = model.mesh.polygon_cells(polygon_ids)
   offsets = model.mesh.CORNER_OFFSETS
   row_frac = sum(w * float(o) for w, o in zip(weights, offsets[:, 0]))
@@ -89,12 +90,14 @@ def _render_head(model, params, factors, image_size, template):
   u = _lookup(model.col_u, col, col_frac)
   v = _lookup(model.row_v, row, row_frac)
   m = _lookup(model.row_mouth, row, row_frac)
-  normals = tuple(render.gather(n, polygon_ids) for n in model.mesh.polygon_normals(proj.camera_points))
-  # The per-pixel inputs are computed once, not re-derived inside every use in the shader.
-  u, v, m, normals = raster.unfused(lambda t: t, (u, v, m, normals), u[0, 0])
-  openness, gaze_u, gaze_v = shader.eye_state(factors.expression)
-  albedo = shader.albedo(u, v, m, texture.decode(tex), openness, gaze_u, gaze_v)
-  colour = render.shade(albedo, normals, factors.lighting)
+  def surface_colour(operands):
+    u, v, m, normals, factors = operands
+    openness, gaze_u, gaze_v = shader.eye_state(factors.expression)
+    albedo = shader.albedo(u, v, m, texture.decode(factors.identity[:, _SHAPE_DIM:]), openness, gaze_u,
+                           gaze_v)
+    return render.shade(albedo, normals, factors.lighting)
+
+  colour = raster.unfused(surface_colour, (u, v, m, normals, factors), u[0, 0])
   px, py = raster.pixel_centres(height, width)
   bg = background.background(factors.noise, px, py, height, width)
   return render.composite(colour, hit, bg, height, width), proj.landmarks

@@ -16,16 +16,19 @@ from synface_jax.generators.procedural import features, fields, grid as grid_lib
 class ProceduralHead(NamedTuple):
   """Arrays of the model (numpy) and its static topology.
 
-  mean: [3, V] mean shape (component planes); identity_basis: [80, 3 * V]; expression_basis:
-  [64, 3 * V] (component-major per basis vector). row_v, row_mouth: [rows] texture v and mouth-fold
+  mean: [3, V] mean shape (component planes). The identity deformation of shape coefficients c
+  [80] is (c @ identity_map) @ identity_basis, identity_map [80, R] and identity_basis [R, 3 * V]
+  (component-major rows), R the rank of the 80 fields; likewise for the 64 expression coefficients. row_v, row_mouth: [rows] texture v and mouth-fold
   position per grid row; col_u: [cols] texture u per column. landmark_ids, landmark_weights: [5, 4]
   bilinear combinations of vertices giving the eye centres, nose tip and mouth corners (image-left
   first).
   """
-  PARAMS = ('mean', 'identity_basis', 'expression_basis')
+  PARAMS = ('mean', 'identity_map', 'identity_basis', 'expression_map', 'expression_basis')
 
   mean: np.ndarray
+  identity_map: np.ndarray
   identity_basis: np.ndarray
+  expression_map: np.ndarray
   expression_basis: np.ndarray
   mesh: mesh.GridMesh
   row_v: np.ndarray
@@ -56,6 +59,16 @@ def _landmark(g, u, v, fold=None):
   return ids, weights
 
 
+def compress(fields):
+  """fields [K, N] -> (map [K, R], basis [R, N]) with map @ basis == fields, R = numerical rank.
+
+  Fewer rows make the per-image deformation (a matrix product) cheaper.
+  """
+  u, s, vt = np.linalg.svd(fields.astype(np.float64), full_matrices=False)
+  rank = max(1, int(np.sum(s > 1e-5 * s[0])))
+  return (u[:, :rank] * s[:rank]).astype(np.float32), vt[:rank].astype(np.float32)
+
+
 @functools.lru_cache(maxsize=4)
 def build(resolution: float = 1.0) -> ProceduralHead:
   """The model at a mesh resolution (1.0: quads of about 1.5 pixels in a 112-pixel crop)."""
@@ -74,9 +87,12 @@ def build(resolution: float = 1.0) -> ProceduralHead:
             _landmark(g, -fields.MOUTH_LANDMARK_U, 0.0, fold=0.5),
             _landmark(g, fields.MOUTH_LANDMARK_U, 0.0, fold=0.5)]
   to_planes = lambda b: np.ascontiguousarray(np.transpose(b, (0, 2, 1)).reshape(b.shape[0], -1))
+  identity_map, identity_basis = compress(to_planes(ident))
+  expression_map, expression_basis = compress(to_planes(expr))
   return ProceduralHead(
-      mean=np.ascontiguousarray(mean.T), identity_basis=to_planes(ident),
-      expression_basis=to_planes(expr), mesh=mesh.GridMesh(g.rows, g.cols),
+      mean=np.ascontiguousarray(mean.T), identity_map=identity_map, identity_basis=identity_basis,
+      expression_map=expression_map, expression_basis=expression_basis,
+      mesh=mesh.GridMesh(g.rows, g.cols),
       row_v=g.v.astype(np.float32), row_mouth=g.mouth.astype(np.float32),
       col_u=g.azimuth.astype(np.float32),
       landmark_ids=np.array([p[0] for p in points], np.int32),

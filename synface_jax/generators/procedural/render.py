@@ -48,8 +48,7 @@ def pose_and_align(points, pose, landmark_ids, template, landmark_weights=None) 
   ax = m(0, 0) * x + m(0, 1) * y + offset[:, 0, None]
   ay = m(1, 0) * x + m(1, 1) * y + offset[:, 1, None]
   landmarks = _landmarks(ax, ay, landmark_ids, landmark_weights)
-  # Computed once here rather than re-derived inside every rasteriser loop that reads it.
-  return raster.unfused(lambda p: p, Projection(cam, ax, ay, depth, landmarks), depth[0, 0])
+  return Projection(cam, ax, ay, depth, landmarks)
 
 
 def gather(plane, ids):
@@ -58,22 +57,42 @@ def gather(plane, ids):
   return plane.reshape(-1)[ids + (jnp.arange(batch, dtype=ids.dtype) * size)[:, None]]
 
 
-def rasterize(mesh, proj: Projection, height: int, width: int, cull_back: bool = True):
-  """Visible polygon, hit mask and barycentric weights over its corners for every pixel.
+def rasterize(mesh, proj: Projection, height: int, width: int, polygon_planes=(), vertex_planes=(),
+              cull_back: bool = True):
+  """Visibility and per-pixel interpolation.
+
+  Args:
+    mesh: a `mesh.GridMesh` or `mesh.TriangleMesh`.
+    proj: the posed, aligned batch.
+    height, width: image size.
+    polygon_planes: per-polygon values (planes [B, P]) to read at each pixel's polygon.
+    vertex_planes: per-vertex values (planes [B, V]) to interpolate at each pixel.
+    cull_back: skip polygons facing away.
 
   Returns:
-    (polygon_ids [B, N], hit [B, N] bool, corner vertex ids (K arrays [B, N]), weights (K planes)),
-    N = height * width pixels, row-major.
+    (polygon_ids [B, N], hit [B, N] bool, weights (K planes [B, N]) over the polygon's corners,
+    polygon values, interpolated vertex values), N = height * width pixels, row-major.
   """
   corner_depth = mesh.corners(proj.depth)
   depth = sum(corner_depth) / len(corner_depth)
   polygon_ids, hit = raster.visibility(mesh.corners(proj.x), mesh.corners(proj.y), depth, height,
                                        width, cull_back=cull_back)
-  corner_ids = mesh.polygon_vertices(polygon_ids)
   px, py = raster.pixel_centres(height, width)
-  weights = raster.barycentric([gather(proj.x, i) for i in corner_ids],
-                               [gather(proj.y, i) for i in corner_ids], px, py)
-  return polygon_ids, hit, corner_ids, weights
+
+  def per_pixel(operands):
+    x, y, ids, polys, verts = operands
+    corner_ids = mesh.polygon_vertices(ids)
+    weights = raster.barycentric([gather(x, i) for i in corner_ids], [gather(y, i) for i in corner_ids],
+                                 px, py)
+    poly_values = tuple(gather(p, ids) for p in polys)
+    vert_values = tuple(sum(w * gather(p, i) for w, i in zip(weights, corner_ids)) for p in verts)
+    return weights, poly_values, vert_values
+
+  # Inside a conditional the gathers read materialised planes instead of recomputing the
+  # projection (or normals) of every gathered vertex.
+  operands = (proj.x, proj.y, polygon_ids, tuple(polygon_planes), tuple(vertex_planes))
+  weights, poly_values, vert_values = raster.unfused(per_pixel, operands, proj.depth[0, 0])
+  return polygon_ids, hit, weights, poly_values, vert_values
 
 
 def shade(albedo, normals, lighting_coeffs):

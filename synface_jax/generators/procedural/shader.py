@@ -87,7 +87,6 @@ def _brows(u, v, p, colour):
   thick = p['brow_thick'] * (1.15 - 0.55 * f.smoothstep(0.3, 1.0, t))
   d = jnp.abs(v - centre) / thick
   mask = f.smoothstep(1.0, 0.45, d) * f.smoothstep(-0.04, 0.06, t) * f.smoothstep(1.05, 0.9, t)
-  mask = mask * (0.85 + 0.15 * jnp.cos(260.0 * (a + 0.3 * v)))
   brow = tuple(h * (1 - p['brow_dark']) + 0.0 for h in _rgb(p['hair']))
   density = p['brow_dark'] * mask
   return tuple(c * (1 - density) + b * density for c, b in zip(colour, brow))
@@ -158,7 +157,7 @@ def _facial_hair(u, v, p, colour, lips_mask_v):
   not_lip = 1.0 - lips_mask_v
   amount = jnp.clip(p['beard'] * beard + p['moustache'] * moustache, 0.0, 1.0) * not_lip
   stubble = p['stubble'] * jnp.clip(beard + moustache, 0.0, 1.0) * not_lip
-  texture = 0.8 + 0.2 * jnp.cos(230.0 * a + 40.0 * v) * jnp.cos(170.0 * v - 60.0 * a)
+  texture = 0.8 + 0.2 * jnp.cos(230.0 * a + 140.0 * v)
   hair = tuple(h * texture for h in _rgb(p['hair']))
   colour = tuple(c * (1 - 0.35 * stubble) for c in colour)
   return tuple(c * (1 - 0.9 * amount) + h * 0.9 * amount for c, h in zip(colour, hair))
@@ -167,7 +166,7 @@ def _facial_hair(u, v, p, colour, lips_mask_v):
 def _hair(u, v, p, colour):
   line = f.hairline(u, p['hairline'], p['temples'], p['sideburn'], p['hair_length'])
   mask = f.smoothstep(line - 0.01, line + 0.035, v)
-  strands = 0.78 + 0.22 * jnp.cos(95.0 * u + 4.0 * jnp.sin(9.0 * v)) * jnp.cos(23.0 * u - 31.0 * v)
+  strands = 0.8 + 0.2 * jnp.cos(95.0 * u + 12.0 * v * v)
   sheen = 1.0 + 0.25 * blob(u, v, 0.0, 1.05, 0.6, 0.25)
   hair = tuple(h * strands * sheen for h in _rgb(p['hair']))
   return tuple(c * (1 - mask) + h * mask for c, h in zip(colour, hair))

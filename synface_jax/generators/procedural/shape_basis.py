@@ -122,36 +122,38 @@ def _identity_named(s: Surface):
   return [fields[name] for name in IDENTITY_NAMES]
 
 
-def _random_fields(s: Surface, count, seed, region, amplitude):
-  """`count` random smooth local deformations, mostly symmetric, of decreasing size."""
+def _random_fields(s: Surface, count, seed, region, amplitude, num_bumps):
+  """`count` random smooth local deformations of decreasing size, mostly symmetric.
+
+  Each is a random mix of 2-3 of `num_bumps` shared bumps, so together they span a space of low
+  dimension (the renderer exploits this, see `head_model.compress`).
+  """
   rng = np.random.default_rng(seed)
+  bumps = []
+  for _ in range(num_bumps):
+    mirrored = rng.random() < 0.75
+    cu = rng.uniform(*region[0])
+    cu = abs(cu) if mirrored else cu
+    w = s.g(cu, rng.uniform(*region[1]), *rng.uniform(0.05, 0.2, size=2), mirrored=mirrored)
+    if rng.random() < 0.7:
+      bumps.append(s.along_normal(w))
+    else:
+      d = rng.normal(size=3)
+      d /= np.linalg.norm(d)
+      side = s.side if mirrored else 1.0
+      bumps.append(w[:, None] * jnp.stack([d[0] * side + 0 * s.u, d[1] + 0 * s.u, d[2] + 0 * s.u], -1))
   out = []
   for k in range(count):
-    total = jnp.zeros_like(s.points)
-    mirrored = rng.random() < 0.75
-    for _ in range(rng.integers(1, 4)):
-      cu = rng.uniform(*region[0]) if not mirrored else abs(rng.uniform(*region[0]))
-      cv = rng.uniform(*region[1])
-      su, sv = rng.uniform(0.05, 0.2, size=2)
-      w = s.g(cu, cv, su, sv, mirrored=mirrored) * rng.normal()
-      if rng.random() < 0.7:
-        total = total + s.along_normal(w)
-      else:
-        direction = rng.normal(size=3)
-        direction[0] = abs(direction[0])
-        direction /= np.linalg.norm(direction)
-        lateral = jnp.stack([direction[0] * (s.side if mirrored else 1.0) + 0 * s.u, direction[1] + 0 * s.u,
-                             direction[2] + 0 * s.u], -1)
-        total = total + w[:, None] * lateral
-    scale = amplitude / (1.0 + 0.08 * k)
-    out.append(total * scale * s.face[:, None])
+    picks = rng.choice(num_bumps, size=rng.integers(2, 4), replace=False)
+    total = sum(rng.normal() * bumps[j] for j in picks)
+    out.append(total * (amplitude / (1.0 + 0.08 * k)) * s.face[:, None])
   return out
 
 
 def identity_basis(s: Surface):
   """[80, V, 3] identity shape basis."""
   named = _identity_named(s)
-  rest = _random_fields(s, 80 - len(named), 7, ((-0.7, 0.7), (-1.1, 0.6)), 0.014)
+  rest = _random_fields(s, 80 - len(named), 7, ((-0.7, 0.7), (-1.1, 0.6)), 0.012, 16)
   return jnp.stack(named + rest)
 
 
@@ -202,5 +204,5 @@ def _expression_named(s: Surface):
 def expression_basis(s: Surface):
   """[64, V, 3] expression basis."""
   named = _expression_named(s)
-  rest = _random_fields(s, 64 - len(named), 11, ((-0.6, 0.6), (-0.95, 0.3)), 0.008)
+  rest = _random_fields(s, 64 - len(named), 11, ((-0.6, 0.6), (-0.95, 0.3)), 0.007, 12)
   return jnp.stack(named + rest)
