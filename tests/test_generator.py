@@ -84,6 +84,9 @@ def test_synface_template_size():
   g = ProceduralGenerator(template='synface', resolution=0.3)
   assert g.image_size == (112, 96)
   np.testing.assert_allclose(g.template[0], [38.2946 - 8, 51.6963], atol=1e-4)
+  # A 112 x 96 image defaults to SynFace's template.
+  g = ProceduralGenerator(image_size=(112, 96), resolution=0.3)
+  np.testing.assert_allclose(g.template[0], [38.2946 - 8, 51.6963], atol=1e-4)
 
 
 def test_identity_deterministic_and_distinct(gen, params):

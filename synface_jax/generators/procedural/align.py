@@ -12,7 +12,7 @@ def template(name: str, image_size) -> np.ndarray:
   """The 5-point template in pixels of an image of size (H, W).
 
   'arcface' is defined at 112x112 and 'synface' at 112x96 (the ArcFace template shifted left by
-  8 pixels); other sizes scale it about the origin by H / 112.
+  8 pixels); other sizes scale each axis by the size ratio.
   """
   height, width = image_size
   if name == 'arcface':

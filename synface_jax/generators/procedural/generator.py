@@ -21,7 +21,8 @@ class ProceduralGenerator:
     num_identities: size of the training identity pool (ids 0 .. num_identities - 1); ids beyond it
       are valid too and give further identities (used for held-out verification pairs).
     seed: seed of the identity pool.
-    template: 'arcface' or 'synface' five-point alignment template.
+    template: 'arcface' or 'synface' five-point alignment template; by default 'synface' for
+      112 x 96-shaped images and 'arcface' otherwise.
     resolution: mesh density of the procedural head (1.0 for 112-pixel faces; scale it with the
       image size, e.g. 0.3 for 32 x 32).
     bfm_path: a `BFM_model_front.mat` file; when given, faces come from that Basel Face Model
@@ -29,9 +30,11 @@ class ProceduralGenerator:
   """
 
   def __init__(self, image_size=None, num_identities: int = 10000, seed: int = 0,
-               template: str = 'arcface', resolution: float = 1.0, bfm_path=None):
+               template=None, resolution: float = 1.0, bfm_path=None):
     if image_size is None:
       image_size = (112, 96) if template == 'synface' else (112, 112)
+    if template is None:
+      template = 'synface' if image_size[1] * 112 == image_size[0] * 96 else 'arcface'
     self.image_size = (int(image_size[0]), int(image_size[1]))
     self.num_identities = int(num_identities)
     self.seed = int(seed)
