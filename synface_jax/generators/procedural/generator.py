@@ -85,7 +85,9 @@ def _render_head(model, params, factors, image_size, template):
   proj = render.pose_and_align(points, factors.pose, model.landmark_ids, template,
                                model.landmark_weights)
   normals = model.mesh.polygon_normals(proj.camera_points)
-  polygon_ids, hit, weights, normals, _ = render.rasterize(model.mesh, proj, height, width, normals)
+  # The whole mesh (neck included) lies within 3.5 units of the origin, 10 units from the camera.
+  polygon_ids, hit, weights, normals, _ = render.rasterize(model.mesh, proj, height, width, normals,
+                                                           depth_range=(6.0, 14.0))
   row, col = model.mesh.polygon_cells(polygon_ids)
   offsets = model.mesh.CORNER_OFFSETS
   row_frac = sum(w * float(o) for w, o in zip(weights, offsets[:, 0]))

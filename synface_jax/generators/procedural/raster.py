@@ -53,7 +53,7 @@ def _fill_holes(zbuf):
 
 
 def visibility(corner_x, corner_y, depth, height: int, width: int, window: int = 2,
-               cull_back: bool = True, fill_holes: bool = True):
+               cull_back: bool = True, fill_holes: bool = True, depth_range=None):
   """The nearest polygon covering each pixel centre.
 
   Args:
@@ -65,6 +65,7 @@ def visibility(corner_x, corner_y, depth, height: int, width: int, window: int =
     cull_back: ignore polygons facing away, for meshes wound counter-clockwise seen from outside
       (front-facing polygons have a negative signed area in pixel axes, y down).
     fill_holes: fill single empty pixels enclosed by covered ones.
+    depth_range: (near, far) bounds of the depth for the key; per image min and max by default.
 
   Returns:
     (polygon_ids int32 [B, H * W], hit bool [B, H * W]); ids are 0 where nothing was hit.
@@ -80,8 +81,11 @@ def visibility(corner_x, corner_y, depth, height: int, width: int, window: int =
     raise ValueError(f'too many polygons ({num_polys}) to pack with a depth key')
   pixels = height * width
 
-  lo = jnp.min(depth, axis=1, keepdims=True)
-  hi = jnp.max(depth, axis=1, keepdims=True)
+  if depth_range is None:
+    lo = jnp.min(depth, axis=1, keepdims=True)
+    hi = jnp.max(depth, axis=1, keepdims=True)
+  else:
+    lo, hi = depth_range
   top = (1 << depth_bits) - 2
   quant = jnp.clip((depth - lo) / jnp.maximum(hi - lo, 1e-6) * top, 0, top).astype(jnp.int32)
   keys = (quant << index_bits) | jnp.arange(num_polys, dtype=jnp.int32)

@@ -58,7 +58,7 @@ def gather(plane, ids):
 
 
 def rasterize(mesh, proj: Projection, height: int, width: int, polygon_planes=(), vertex_planes=(),
-              cull_back: bool = True):
+              cull_back: bool = True, depth_range=None):
   """Visibility and per-pixel interpolation.
 
   Args:
@@ -68,6 +68,7 @@ def rasterize(mesh, proj: Projection, height: int, width: int, polygon_planes=()
     polygon_planes: per-polygon values (planes [B, P]) to read at each pixel's polygon.
     vertex_planes: per-vertex values (planes [B, V]) to interpolate at each pixel.
     cull_back: skip polygons facing away.
+    depth_range: known (near, far) depth bounds, or None to take them from each image.
 
   Returns:
     (polygon_ids [B, N], hit [B, N] bool, weights (K planes [B, N]) over the polygon's corners,
@@ -76,7 +77,7 @@ def rasterize(mesh, proj: Projection, height: int, width: int, polygon_planes=()
   corner_depth = mesh.corners(proj.depth)
   depth = sum(corner_depth) / len(corner_depth)
   polygon_ids, hit = raster.visibility(mesh.corners(proj.x), mesh.corners(proj.y), depth, height,
-                                       width, cull_back=cull_back)
+                                       width, cull_back=cull_back, depth_range=depth_range)
   px, py = raster.pixel_centres(height, width)
 
   def per_pixel(operands):
