@@ -13,4 +13,5 @@ from synface_jax import config as config_lib
 def get_config(arg='Mix_2K_10,im=synface,dm=synface'):
   c = config_lib.base_config()
   c.regime = 'mixed'
+  c.eval.pairs = ('synthetic',)  # Add LFW etc. with --config.eval.pairs.
   return config_lib.apply_preset(c, arg or 'Mix_2K_10,im=synface,dm=synface')

@@ -11,4 +11,5 @@ from synface_jax import config as config_lib
 def get_config(arg='Syn_10K_50'):
   c = config_lib.base_config()
   c.regime = 'synthetic'
+  c.eval.pairs = ('synthetic',)  # 6,000 pairs of held-out rendered identities.
   return config_lib.apply_preset(c, arg or 'Syn_10K_50')

@@ -58,6 +58,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.generator = ml_collections.ConfigDict()
   c.generator.name = 'procedural'
   c.generator.image_size = c.model.get_ref('input_size')
+  c.generator.num_identities = c.synthetic.get_ref('num_identities')  # Held-out ids start here.
 
   c.im = ml_collections.ConfigDict()  # Identity mixup.
   c.im.enabled = False
@@ -86,7 +87,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.mesh.global_batch_norm = True     # BN statistics over the global batch; False = per device.
 
   c.eval = ml_collections.ConfigDict()
-  c.eval.pairs = ()                   # '.bin' files or 'IMAGE_ROOT:pairs.txt' sources.
+  c.eval.pairs = ()                   # '.bin' files, 'IMAGE_ROOT:pairs.txt' or 'synthetic[:N]'.
   c.eval.protocols = ('insightface', 'synface')  # Each pair set is scored under each protocol.
   c.eval.batch_size = 128
   c.eval.every_steps = 0              # 0 = at the end of training only.

@@ -734,19 +734,31 @@ def fit_to_size(images: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
 class PairEvaluator:
   """Verification of the backbone being trained on the pair sets named in config.eval.pairs.
 
+  A source is a '.bin' pack, 'IMAGE_ROOT:pairs.txt', or 'synthetic[:N]': N pairs (default 6,000)
+  rendered by the run's generator from identities outside its training pool ("Syn-LFW").
   The pair images are loaded once; each call embeds them in eval mode and returns
   {'eval/NAME/PROTOCOL/accuracy': ..., '.../std': ..., and for insightface '.../val'}.
   """
 
-  def __init__(self, config, model):
+  def __init__(self, config, model, generator=None, gen_params=None):
     import jax
     self.protocols = tuple(config.eval.protocols)
     self.batch_size = config.eval.batch_size
     size = tuple(config.model.input_size)
     self.sets = {}
     for source in config.eval.pairs:
-      images, issame = load_pair_source(source)
-      name = os.path.splitext(os.path.basename(source.rpartition(':')[0] or source))[0]
+      kind, _, count = source.partition(':')
+      if kind == 'synthetic':
+        if generator is None:
+          raise ValueError(f'eval.pairs entry {source!r}: synthetic pairs need a generator '
+                           '(the synthetic or mixed regime)')
+        from synface_jax.generators.pairs import synthetic_pairs
+        name = 'synthetic'
+        images, issame = synthetic_pairs(generator, gen_params, jax.random.key(config.seed + 4),
+                                         int(count or 6000))
+      else:
+        images, issame = load_pair_source(source)
+        name = os.path.splitext(os.path.basename(source.rpartition(':')[0] or source))[0]
       self.sets[name] = (fit_to_size(images, size), issame)
     self._embed = jax.jit(lambda variables, x: model.apply(variables, x, train=False))
 

@@ -305,7 +305,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   step_fn = jit_train_step(
       make_train_step(config, model, tx, schedule, mesh, num_classes=num_classes,
                       generator=generator, num_real_images=num_real_images), state, mesh)
-  evaluator = PairEvaluator(config, model) if config.eval.pairs else None
+  evaluator = PairEvaluator(config, model, generator, gen_params) if config.eval.pairs else None
   real_iter = real.iterator(start) if real else None
   gen_params = jax.device_put(gen_params, sharding.replicated(mesh))
   key = jax.random.key(config.seed + 3)
