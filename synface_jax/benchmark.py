@@ -20,6 +20,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 
@@ -68,7 +69,7 @@ def _generator_config(args) -> dict:
     config['checkpoint'] = args.generator_checkpoint
   elif args.generator == 'discofacegan':
     config['preset'] = 'small'  # Random weights of the reduced network: timing only.
-  return config
+  return ml_collections.ConfigDict(config)
 
 
 def bench_step(args, classes: int | None = None) -> dict:
@@ -166,9 +167,8 @@ def bench_mixup(args) -> dict:
 
 def bench_generate(args) -> dict:
   """Identity sampling + rendering of aligned faces, as the train step does it."""
-  import ml_collections
   from synface_jax import generators, mixup, train
-  generator = generators.get_generator(ml_collections.ConfigDict(_generator_config(args)))
+  generator = generators.get_generator(_generator_config(args))
   params = generator.init(jax.random.key(0))
   phi = mixup.make_sampler('synface') if args.im else None
   fn = jax.jit(lambda key: train.synthetic_batch(generator, params, key, args.batch,

@@ -6,6 +6,7 @@ A config file in `configs/` calls `base_config()`, sets the regime and its data,
 import re
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 REGIMES = ('real', 'synthetic', 'mixed')
 LOSSES = {
@@ -59,6 +60,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.generator.name = 'procedural'
   c.generator.image_size = c.model.get_ref('input_size')
   c.generator.num_identities = c.synthetic.get_ref('num_identities')  # Held-out ids start here.
+  # Each backend's own options (None = the backend's default); only the named backend's are used.
+  c.generator.procedural = ml_collections.ConfigDict()
+  c.generator.procedural.seed = 0                # Fixes the identity pool.
+  c.generator.procedural.resolution = 1.0        # Mesh density.
+  c.generator.procedural.bfm_path = placeholder(str)  # A BFM_model_front.mat instead of the built-in model.
+  c.generator.discofacegan = ml_collections.ConfigDict()
+  c.generator.discofacegan.checkpoint = placeholder(str)  # From generators.discofacegan.convert.
+  c.generator.discofacegan.seed = 0
+  c.generator.discofacegan.psi = 0.7             # Truncation on style layers 0-7.
+  c.generator.discofacegan.dtype = 'float32'     # Synthesis compute dtype ('bfloat16' on TPU/GPU).
+  c.generator.discofacegan.preset = placeholder(str)  # 'small'/'full': RANDOM weights, benchmarks only.
 
   c.im = ml_collections.ConfigDict()  # Identity mixup.
   c.im.enabled = False

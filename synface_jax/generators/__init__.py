@@ -29,25 +29,22 @@ def register(name):
 
 
 def get_generator(config):
-  """Builds the generator named by `config.name` with the remaining fields as keyword arguments."""
-  _import_backends()
-  name = config.name
+  """Builds the generator named by `config.name`.
+
+  Its keyword arguments are the shared fields of `config` (e.g. image_size, num_identities) plus
+  the fields of the block named after the backend (e.g. config.discofacegan.checkpoint); unset
+  (None) fields are left to the backend's defaults, other backends' blocks are ignored.
+  """
+  import importlib
+  for module in _BACKENDS:  # Backends register themselves on import.
+    importlib.import_module(module)
+  name = config['name']
   if name not in _REGISTRY:
     raise ValueError(
         f'generator.name={name!r} is not a known generator; choose one of {sorted(_REGISTRY)}')
-  kwargs = {k: v for k, v in config.items() if k != 'name'}
-  return _REGISTRY[name](**kwargs)
-
-
-def _import_backends():
-  # Backends register themselves on import; imported lazily to keep start-up light.
-  import importlib
-  for module in _BACKENDS:
-    try:
-      importlib.import_module(module)
-    except ModuleNotFoundError as e:
-      if e.name != module:
-        raise
+  kwargs = {k: v for k, v in config.items() if k != 'name' and k not in _REGISTRY}
+  kwargs.update(config.get(name) or {})
+  return _REGISTRY[name](**{k: v for k, v in kwargs.items() if v is not None})
 
 
 _BACKENDS = ('synface_jax.generators.procedural', 'synface_jax.generators.discofacegan')
