@@ -198,6 +198,22 @@ def test_real_soft_labels_are_offset_past_the_synthetic_classes():
   np.testing.assert_array_equal(soft.weights, np.float32([[0.8, 0.2], [1.0, 0.0]]))
 
 
+def test_bfloat16_compute_keeps_float32_params():
+  config = tiny_config('real')
+  config.model.dtype = 'bfloat16'
+  mesh = sharding.make_mesh(1, 1, devices=jax.devices()[:1])
+  model = IResNet(stage_sizes=(1, 1, 1, 1), width=1 / 16, num_features=32, dtype=jnp.bfloat16)
+  schedule = train.learning_rate_schedule(config, 100)
+  tx = train.make_optimizer(config, schedule)
+  state = train.init_state(model, tx, NUM_REAL, jax.random.key(0), mesh, SIZE)
+  step = train.jit_train_step(
+      train.make_train_step(config, model, tx, schedule, mesh, num_classes=NUM_REAL), state, mesh)
+  state, metrics = step(state, None, sharding.host_local_to_global(real_batch(0), mesh),
+                        jax.random.key(0))
+  assert np.isfinite(float(metrics.compute()['loss']))
+  assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype(jnp.float32)}
+
+
 def test_schedule_warmup_and_decay():
   c = config_lib.base_config()
   c.optim.batch_size = 256
