@@ -32,6 +32,19 @@ def ellipse(u, v, cu, cv, su, sv):
   return jnp.square((u - cu) / su) + jnp.square((v - cv) / sv)
 
 
+def wave(x):
+  """A smooth periodic wave of period 1 in [-1, 1] (close to cos(2 pi x)), without the range
+  reduction of a cosine, which costs many times more on CPU."""
+  tri = jnp.abs(2.0 * (x - jnp.floor(x)) - 1.0)
+  return 2.0 * tri * tri * (3.0 - 2.0 * tri) - 1.0
+
+
+def root4(x):
+  """x ** 0.75 for x >= 0 from square roots (a power costs a log and an exp)."""
+  r = jnp.sqrt(x)
+  return r * jnp.sqrt(r)
+
+
 def front(u, width=1.3):
   """1 on the face (|u| small), fading to 0 towards the sides."""
   return smoothstep(width, 0.6 * width, jnp.abs(u))

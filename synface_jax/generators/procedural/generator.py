@@ -78,10 +78,8 @@ def _lookup(table, index, frac):
 
 def _render_head(model, params, factors, image_size, template):
   height, width = image_size
-  shape = factors.identity[:, :_SHAPE_DIM]
-  points = render.deform(params['mean'], [
-      (params['identity_basis'], shape @ params['identity_map']),
-      (params['expression_basis'], factors.expression @ params['expression_map'])])
+  coeffs = jnp.concatenate([factors.identity[:, :_SHAPE_DIM], factors.expression], axis=1)
+  points = render.deform(params['mean'], [(params['basis'], coeffs @ params['coeff_map'])])
   proj = render.pose_and_align(points, factors.pose, model.landmark_ids, template,
                                model.landmark_weights)
   normals = model.mesh.polygon_normals(proj.camera_points)

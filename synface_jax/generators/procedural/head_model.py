@@ -16,20 +16,19 @@ from synface_jax.generators.procedural import features, fields, grid as grid_lib
 class ProceduralHead(NamedTuple):
   """Arrays of the model (numpy) and its static topology.
 
-  mean: [3, V] mean shape (component planes). The identity deformation of shape coefficients c
-  [80] is (c @ identity_map) @ identity_basis, identity_map [80, R] and identity_basis [R, 3 * V]
-  (component-major rows), R the rank of the 80 fields; likewise for the 64 expression coefficients. row_v, row_mouth: [rows] texture v and mouth-fold
-  position per grid row; col_u: [cols] texture u per column. landmark_ids, landmark_weights: [5, 4]
+  mean: [3, V] mean shape (component planes). The deformation of the 80 shape coefficients and the
+  64 expression coefficients, concatenated as c [144], is (c @ coeff_map) @ basis, coeff_map
+  [144, R] and basis [R, 3 * V] (component-major rows), R the rank of the 144 fields, so one
+  matrix product deforms the batch. row_v, row_mouth: [rows] texture v and mouth-fold position
+  per grid row; col_u: [cols] texture u per column. landmark_ids, landmark_weights: [5, 4]
   bilinear combinations of vertices giving the eye centres, nose tip and mouth corners (image-left
   first).
   """
-  PARAMS = ('mean', 'identity_map', 'identity_basis', 'expression_map', 'expression_basis')
+  PARAMS = ('mean', 'coeff_map', 'basis')
 
   mean: np.ndarray
-  identity_map: np.ndarray
-  identity_basis: np.ndarray
-  expression_map: np.ndarray
-  expression_basis: np.ndarray
+  coeff_map: np.ndarray
+  basis: np.ndarray
   mesh: mesh.GridMesh
   row_v: np.ndarray
   row_mouth: np.ndarray
@@ -87,11 +86,9 @@ def build(resolution: float = 1.0) -> ProceduralHead:
             _landmark(g, -fields.MOUTH_LANDMARK_U, 0.0, fold=0.5),
             _landmark(g, fields.MOUTH_LANDMARK_U, 0.0, fold=0.5)]
   to_planes = lambda b: np.ascontiguousarray(np.transpose(b, (0, 2, 1)).reshape(b.shape[0], -1))
-  identity_map, identity_basis = compress(to_planes(ident))
-  expression_map, expression_basis = compress(to_planes(expr))
+  coeff_map, basis = compress(np.concatenate([to_planes(ident), to_planes(expr)]))
   return ProceduralHead(
-      mean=np.ascontiguousarray(mean.T), identity_map=identity_map, identity_basis=identity_basis,
-      expression_map=expression_map, expression_basis=expression_basis,
+      mean=np.ascontiguousarray(mean.T), coeff_map=coeff_map, basis=basis,
       mesh=mesh.GridMesh(g.rows, g.cols),
       row_v=g.v.astype(np.float32), row_mouth=g.mouth.astype(np.float32),
       col_u=g.azimuth.astype(np.float32),

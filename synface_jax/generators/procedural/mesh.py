@@ -23,10 +23,12 @@ def normalize(v):
 class GridMesh:
   """Quads between neighbouring points of a rows x cols grid.
 
-  Vertex (r, c) has id r * cols + c; quad (r, c), for c < cols - 1, has id r * (cols - 1) + c and
-  corners (r, c), (r + 1, c), (r + 1, c + 1), (r, c + 1), whose (row, col) offsets are
-  CORNER_OFFSETS. Rows run top to bottom and columns left to right seen from outside. A closed
-  surface repeats its first column as its last. Everything is slices and index arithmetic.
+  Vertex (r, c) has id r * cols + c. Quad ids run over the same flat layout: quad r * cols + c
+  has corners (r, c), (r + 1, c), (r + 1, c + 1), (r, c + 1), whose (row, col) offsets are
+  CORNER_OFFSETS, so the corner planes of all quads are four contiguous slices of a vertex plane
+  (no index arithmetic per element, which XLA vectorises well). Ids with c = cols - 1 would wrap
+  to the next row and are not quads (`valid` is False there). Rows run top to bottom and columns
+  left to right seen from outside. A closed surface repeats its first column as its last.
   """
   corners_per_polygon = 4
   CORNER_OFFSETS = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.int32)
@@ -34,38 +36,36 @@ class GridMesh:
   def __init__(self, rows: int, cols: int):
     self.rows, self.cols = rows, cols
     self.num_vertices = rows * cols
-    self.num_polygons = (rows - 1) * (cols - 1)
-
-  def _grid(self, plane):
-    return plane.reshape(plane.shape[:-1] + (self.rows, self.cols))
+    self.num_polygons = (rows - 1) * cols - 1
+    self.valid = np.arange(self.num_polygons) % cols != cols - 1
 
   def corners(self, plane):
     """A per-vertex plane [..., V] -> the 4 corner planes [..., P] of the quads."""
-    g = self._grid(plane)
-    flat = lambda a: a.reshape(plane.shape[:-1] + (self.num_polygons,))
-    return [flat(g[..., :-1, :-1]), flat(g[..., 1:, :-1]), flat(g[..., 1:, 1:]), flat(g[..., :-1, 1:])]
+    p, c = self.num_polygons, self.cols
+    return [plane[..., :p], plane[..., c:c + p], plane[..., c + 1:c + 1 + p], plane[..., 1:1 + p]]
 
   def polygon_cells(self, polygon_ids):
     """(row, col) of the top-left corner of polygons."""
-    return polygon_ids // (self.cols - 1), polygon_ids % (self.cols - 1)
+    return polygon_ids // self.cols, polygon_ids % self.cols
 
   def polygon_vertices(self, polygon_ids):
     """Vertex ids (a list of 4 arrays shaped like polygon_ids) of the quads' corners."""
-    r, c = self.polygon_cells(polygon_ids)
-    top = r * self.cols + c
-    return [top, top + self.cols, top + self.cols + 1, top + 1]
+    return [polygon_ids, polygon_ids + self.cols, polygon_ids + self.cols + 1, polygon_ids + 1]
 
-  def polygon_normals(self, points):
-    """Unit normals (3 planes [..., P]) of the quads of points given as 3 planes [..., V]."""
+  def polygon_normals(self, points, normalise: bool = True):
+    """Normals (3 planes [..., P]) of the quads of points given as 3 planes [..., V]: unit
+    vectors, or with normalise=False the cross product of the diagonals."""
     c = [self.corners(p) for p in points]
     diag1 = tuple(a[2] - a[0] for a in c)
     diag2 = tuple(a[3] - a[1] for a in c)
-    return normalize(cross(diag1, diag2))
+    n = cross(diag1, diag2)
+    return normalize(n) if normalise else n
 
 
 class TriangleMesh:
   """An arbitrary triangle mesh (for instance a Basel Face Model)."""
   corners_per_polygon = 3
+  valid = None  # Every triangle is a polygon.
 
   def __init__(self, triangles, num_vertices: int):
     self.triangles = np.asarray(triangles, np.int32)

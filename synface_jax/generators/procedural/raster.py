@@ -53,7 +53,7 @@ def _fill_holes(zbuf):
 
 
 def visibility(corner_x, corner_y, depth, height: int, width: int, window: int = 2,
-               cull_back: bool = True, fill_holes: bool = True, depth_range=None):
+               cull_back: bool = True, fill_holes: bool = True, depth_range=None, valid=None):
   """The nearest polygon covering each pixel centre.
 
   Args:
@@ -66,6 +66,7 @@ def visibility(corner_x, corner_y, depth, height: int, width: int, window: int =
       (front-facing polygons have a negative signed area in pixel axes, y down).
     fill_holes: fill single empty pixels enclosed by covered ones.
     depth_range: (near, far) bounds of the depth for the key; per image min and max by default.
+    valid: optional bool [P], False for polygon ids that are not polygons (never drawn).
 
   Returns:
     (polygon_ids int32 [B, H * W], hit bool [B, H * W]); ids are 0 where nothing was hit.
@@ -102,6 +103,8 @@ def visibility(corner_x, corner_y, depth, height: int, width: int, window: int =
   area = sum(cx[k] * cy[nxt(k)] - cx[nxt(k)] * cy[k] for k in range(k_corners))
   sign = jnp.where(area < 0, 1.0, -1.0)
   inside = (area < 0) if cull_back else (area != 0)
+  if valid is not None:
+    inside = inside & np.asarray(valid)[None, None, :]
   inside = inside & (px >= 0) & (px < width) & (py >= 0) & (py < height)
   for k in range(k_corners):
     e = (cx[nxt(k)] - cx[k]) * (py - cy[k]) - (cy[nxt(k)] - cy[k]) * (px - cx[k])

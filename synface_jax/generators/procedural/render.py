@@ -77,7 +77,8 @@ def rasterize(mesh, proj: Projection, height: int, width: int, polygon_planes=()
   corner_depth = mesh.corners(proj.depth)
   depth = sum(corner_depth) / len(corner_depth)
   polygon_ids, hit = raster.visibility(mesh.corners(proj.x), mesh.corners(proj.y), depth, height,
-                                       width, cull_back=cull_back, depth_range=depth_range)
+                                       width, cull_back=cull_back, depth_range=depth_range,
+                                       valid=mesh.valid)
   px, py = raster.pixel_centres(height, width)
 
   def per_pixel(operands):

@@ -45,7 +45,7 @@ def _eyes(u, v, p, openness, gaze_u, gaze_v, skin, colour):
   across = jnp.maximum(1.0 - s * s, 1e-4)  # kept off 0 so powers have finite gradients
   tilt = p['eye_tilt'] * s
   top = 0.047 * p['eye_open'] * openness * jnp.sqrt(across) * (1 + 0.15 * s * (s < 0)) + tilt - 0.004
-  bottom = -0.03 * p['eye_open'] * across ** 0.8 + tilt * 0.6 - 0.004
+  bottom = -0.03 * p['eye_open'] * f.root4(across) + tilt * 0.6 - 0.004
   bottom = jnp.minimum(bottom, top - 1e-3)
   edge = 0.004
   inside = f.smoothstep(-edge, edge, top - dv) * f.smoothstep(-edge, edge, dv - bottom)
@@ -97,8 +97,8 @@ def _lips(u, v, m, p, colour):
   s = jnp.clip(a / (f.MOUTH_U + 0.01), 0.0, 1.0)
   across = jnp.maximum(1.0 - s * s, 1e-4)
   bow = 0.012 * blob(a, 0.0, 0.045, 0.0, 0.045, 1.0) - 0.008 * blob(a, 0.0, 0.0, 0.0, 0.025, 1.0)
-  upper_edge = f.MOUTH_V + p['lip_height'] * (0.048 * across ** 0.7 + bow)
-  lower_edge = f.MOUTH_V - p['lip_height'] * 0.072 * across ** 0.6
+  upper_edge = f.MOUTH_V + p['lip_height'] * (0.048 * f.root4(across) + bow)
+  lower_edge = f.MOUTH_V - p['lip_height'] * 0.072 * 0.5 * (jnp.sqrt(across) + f.root4(across))
   lips = f.smoothstep(0.004, -0.004, v - upper_edge) * f.smoothstep(-0.004, 0.004, v - lower_edge)
   lips = lips * f.smoothstep(1.0, 0.9, s)
   line = f.smoothstep(0.008, 0.0, jnp.abs(v - f.MOUTH_V)) * f.smoothstep(1.05, 0.7, s)
@@ -109,7 +109,7 @@ def _lips(u, v, m, p, colour):
   # Inside of the mouth, on the fold rows (m in [0, 1]).
   inner = (m >= 0).astype(u.dtype)
   mm = jnp.clip(m, 0.0, 1.0)
-  teeth_u = 0.93 - 0.25 * jnp.square(jnp.cos(jnp.pi * u / 0.042)) - 0.3 * f.smoothstep(0.1, 0.2, a)
+  teeth_u = 0.93 - 0.125 * (1.0 + f.wave(u / 0.042)) - 0.3 * f.smoothstep(0.1, 0.2, a)
   upper_teeth = f.smoothstep(0.1, 0.16, mm) * f.smoothstep(0.42, 0.36, mm)
   lower_teeth = f.smoothstep(0.66, 0.72, mm) * f.smoothstep(0.88, 0.82, mm) * 0.8
   teeth = (upper_teeth + lower_teeth) * f.smoothstep(0.2, 0.12, a)
@@ -157,7 +157,7 @@ def _facial_hair(u, v, p, colour, lips_mask_v):
   not_lip = 1.0 - lips_mask_v
   amount = jnp.clip(p['beard'] * beard + p['moustache'] * moustache, 0.0, 1.0) * not_lip
   stubble = p['stubble'] * jnp.clip(beard + moustache, 0.0, 1.0) * not_lip
-  texture = 0.8 + 0.2 * jnp.cos(230.0 * a + 140.0 * v)
+  texture = 0.8 + 0.2 * f.wave((230.0 * a + 140.0 * v) / (2 * jnp.pi))
   hair = tuple(h * texture for h in _rgb(p['hair']))
   colour = tuple(c * (1 - 0.35 * stubble) for c in colour)
   return tuple(c * (1 - 0.9 * amount) + h * 0.9 * amount for c, h in zip(colour, hair))
@@ -166,7 +166,7 @@ def _facial_hair(u, v, p, colour, lips_mask_v):
 def _hair(u, v, p, colour):
   line = f.hairline(u, p['hairline'], p['temples'], p['sideburn'], p['hair_length'])
   mask = f.smoothstep(line - 0.01, line + 0.035, v)
-  strands = 0.8 + 0.2 * jnp.cos(95.0 * u + 12.0 * v * v)
+  strands = 0.8 + 0.2 * f.wave((95.0 * u + 12.0 * v * v) / (2 * jnp.pi))
   sheen = 1.0 + 0.25 * blob(u, v, 0.0, 1.05, 0.6, 0.25)
   hair = tuple(h * strands * sheen for h in _rgb(p['hair']))
   return tuple(c * (1 - mask) + h * mask for c, h in zip(colour, hair))
