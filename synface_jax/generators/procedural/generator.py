@@ -79,7 +79,10 @@ def _lookup(table, index, frac):
 def _render_head(model, params, factors, image_size, template):
   height, width = image_size
   coeffs = jnp.concatenate([factors.identity[:, :_SHAPE_DIM], factors.expression], axis=1)
-  points = render.deform(params['mean'], [(params['basis'], coeffs @ params['coeff_map'])])
+  coeffs = coeffs @ params['coeff_map']
+  coeffs = jnp.concatenate([coeffs, jnp.ones_like(coeffs[:, :1])], axis=1)
+  verts = (coeffs @ params['basis']).reshape(coeffs.shape[0], 3, -1)
+  points = (verts[:, 0], verts[:, 1], verts[:, 2])
   proj = render.pose_and_align(points, factors.pose, model.landmark_ids, template,
                                model.landmark_weights)
   normals = model.mesh.polygon_normals(proj.camera_points)

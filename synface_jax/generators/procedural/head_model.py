@@ -16,17 +16,16 @@ from synface_jax.generators.procedural import features, fields, grid as grid_lib
 class ProceduralHead(NamedTuple):
   """Arrays of the model (numpy) and its static topology.
 
-  mean: [3, V] mean shape (component planes). The deformation of the 80 shape coefficients and the
-  64 expression coefficients, concatenated as c [144], is (c @ coeff_map) @ basis, coeff_map
-  [144, R] and basis [R, 3 * V] (component-major rows), R the rank of the 144 fields, so one
-  matrix product deforms the batch. row_v, row_mouth: [rows] texture v and mouth-fold position
+  The vertices of the 80 shape coefficients and the 64 expression coefficients, concatenated as c
+  [144], are [c @ coeff_map, 1] @ basis: coeff_map [144, R], basis [R + 1, 3 * V] (component-major
+  rows, the last one the mean shape), R the rank of the 144 deformation fields, so one matrix
+  product poses the whole batch. row_v, row_mouth: [rows] texture v and mouth-fold position
   per grid row; col_u: [cols] texture u per column. landmark_ids, landmark_weights: [5, 4]
   bilinear combinations of vertices giving the eye centres, nose tip and mouth corners (image-left
   first).
   """
-  PARAMS = ('mean', 'coeff_map', 'basis')
+  PARAMS = ('coeff_map', 'basis')
 
-  mean: np.ndarray
   coeff_map: np.ndarray
   basis: np.ndarray
   mesh: mesh.GridMesh
@@ -87,8 +86,9 @@ def build(resolution: float = 1.0) -> ProceduralHead:
             _landmark(g, fields.MOUTH_LANDMARK_U, 0.0, fold=0.5)]
   to_planes = lambda b: np.ascontiguousarray(np.transpose(b, (0, 2, 1)).reshape(b.shape[0], -1))
   coeff_map, basis = compress(np.concatenate([to_planes(ident), to_planes(expr)]))
+  basis = np.concatenate([basis, mean.T.reshape(1, -1)]).astype(np.float32)
   return ProceduralHead(
-      mean=np.ascontiguousarray(mean.T), coeff_map=coeff_map, basis=basis,
+      coeff_map=coeff_map, basis=basis,
       mesh=mesh.GridMesh(g.rows, g.cols),
       row_v=g.v.astype(np.float32), row_mouth=g.mouth.astype(np.float32),
       col_u=g.azimuth.astype(np.float32),

@@ -114,9 +114,13 @@ def visibility(corner_x, corner_y, depth, height: int, width: int, window: int =
   candidates = jnp.where(inside, flat, batch * pixels)
 
   def scatter(operands):
+    # One scatter-min per window offset, so the keys are read in place (never broadcast), into a
+    # buffer with one extra slot that takes every rejected candidate (no bounds checks).
     candidates, keys = operands
-    values = jnp.broadcast_to(keys[None], candidates.shape)
-    return jax.ops.segment_min(values.reshape(-1), candidates.reshape(-1), num_segments=batch * pixels)
+    zbuf = jnp.full((batch * pixels + 1,), _EMPTY, jnp.int32)
+    for k in range(candidates.shape[0]):
+      zbuf = zbuf.at[candidates[k].reshape(-1)].min(keys.reshape(-1), mode='promise_in_bounds')
+    return zbuf[:-1]
 
   zbuf = unfused(scatter, (candidates, keys), depth[0, 0])
   zbuf = zbuf.reshape(batch, height, width)
