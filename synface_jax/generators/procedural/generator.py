@@ -85,25 +85,29 @@ def _render_head(model, params, factors, image_size, template):
   points = (verts[:, 0], verts[:, 1], verts[:, 2])
   proj = render.pose_and_align(points, factors.pose, model.landmark_ids, template,
                                model.landmark_weights)
-  normals = model.mesh.polygon_normals(proj.camera_points)
+  normals = model.mesh.polygon_normals(proj.camera_points, normalise=False)
   # The whole mesh (neck included) lies within 3.5 units of the origin, 10 units from the camera.
   polygon_ids, hit, weights, normals, _ = render.rasterize(model.mesh, proj, height, width, normals,
                                                            depth_range=(6.0, 14.0))
   row, col = model.mesh.polygon_cells(polygon_ids)
   offsets = model.mesh.CORNER_OFFSETS
-  row_frac = sum(w * float(o) for w, o in zip(weights, offsets[:, 0]))
-  col_frac = sum(w * float(o) for w, o in zip(weights, offsets[:, 1]))
+  row_frac = sum(w * float(o) for w, o in zip(weights, offsets[:, 0]) if o)
+  col_frac = sum(w * float(o) for w, o in zip(weights, offsets[:, 1]) if o)
   u = _lookup(model.col_u, col, col_frac)
   v = _lookup(model.row_v, row, row_frac)
   m = _lookup(model.row_mouth, row, row_frac)
-  def surface_colour(operands):
-    u, v, m, normals, factors = operands
-    openness, gaze_u, gaze_v = shader.eye_state(factors.expression)
-    albedo = shader.albedo(u, v, m, texture.decode(factors.identity[:, _SHAPE_DIM:]), openness, gaze_u,
-                           gaze_v)
-    return render.shade(albedo, normals, factors.lighting)
+  paint = texture.decode(factors.identity[:, _SHAPE_DIM:])
 
-  colour = raster.unfused(surface_colour, (u, v, m, normals, factors), u[0, 0])
+  def albedo_layers(operands):
+    u, v, m, expression, paint = operands
+    openness, gaze_u, gaze_v = shader.eye_state(expression)
+    layers = shader.layers(u, v, m, paint, openness, gaze_u, gaze_v)
+    return jax.tree.map(lambda x: x.astype(jnp.float16), layers)
+
+  # The layers are materialised, so the three colour channels read them instead of recomputing them.
+  layers = raster.unfused(albedo_layers, (u, v, m, factors.expression, paint), u[0, 0])
+  layers = jax.tree.map(lambda x: x.astype(jnp.float32), layers)
+  colour = render.shade(shader.colour(layers, paint), normalize(normals), factors.lighting)
   px, py = raster.pixel_centres(height, width)
   bg = background.background(factors.noise, px, py, height, width)
   return render.composite(colour, hit, bg, height, width), proj.landmarks

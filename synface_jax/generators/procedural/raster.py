@@ -91,35 +91,39 @@ def visibility(corner_x, corner_y, depth, height: int, width: int, window: int =
   quant = jnp.clip((depth - lo) / jnp.maximum(hi - lo, 1e-6) * top, 0, top).astype(jnp.int32)
   keys = (quant << index_bits) | jnp.arange(num_polys, dtype=jnp.int32)
 
-  # The candidate pixels of every polygon, on a leading axis of window**2 offsets, in one fused
-  # loop. Edge k runs from corner k to k + 1; inside the polygon cross(edge_k, p - corner_k) has
-  # the sign of the polygon's signed area for every k.
-  offsets = np.array([(dx, dy) for dy in range(window) for dx in range(window)], np.float32)
-  px = jnp.ceil(_min4(corner_x))[None] + offsets[:, 0, None, None]
-  py = jnp.ceil(_min4(corner_y))[None] + offsets[:, 1, None, None]
-  cx = [c[None] for c in corner_x]
-  cy = [c[None] for c in corner_y]
+  # The candidate pixels of every polygon, one [B * P] array per offset of the window (each its
+  # own fused loop). Edge k runs from corner k to k + 1; inside the polygon cross(edge_k, p -
+  # corner_k) has the sign of the polygon's signed area for every k.
   nxt = lambda k: (k + 1) % k_corners
-  area = sum(cx[k] * cy[nxt(k)] - cx[nxt(k)] * cy[k] for k in range(k_corners))
+  area = sum(corner_x[k] * corner_y[nxt(k)] - corner_x[nxt(k)] * corner_y[k] for k in range(k_corners))
   sign = jnp.where(area < 0, 1.0, -1.0)
-  inside = (area < 0) if cull_back else (area != 0)
+  drawn = (area < 0) if cull_back else (area != 0)
   if valid is not None:
-    inside = inside & np.asarray(valid)[None, None, :]
-  inside = inside & (px >= 0) & (px < width) & (py >= 0) & (py < height)
-  for k in range(k_corners):
-    e = (cx[nxt(k)] - cx[k]) * (py - cy[k]) - (cy[nxt(k)] - cy[k]) * (px - cx[k])
-    inside = inside & (sign * e <= 1e-6)
-  base = (jnp.arange(batch, dtype=jnp.int32) * pixels)[None, :, None]
-  flat = base + py.astype(jnp.int32) * width + px.astype(jnp.int32)
-  candidates = jnp.where(inside, flat, batch * pixels)
+    drawn = drawn & np.asarray(valid)[None, :]
+  left, top = jnp.ceil(_min4(corner_x)), jnp.ceil(_min4(corner_y))
+  base = (jnp.arange(batch, dtype=jnp.int32) * pixels)[:, None]
+  candidates = []
+  for dy in range(window):
+    for dx in range(window):
+      px, py = left + dx, top + dy
+      inside = drawn & (px >= 0) & (px < width) & (py >= 0) & (py < height)
+      for k in range(k_corners):
+        e = ((corner_x[nxt(k)] - corner_x[k]) * (py - corner_y[k])
+             - (corner_y[nxt(k)] - corner_y[k]) * (px - corner_x[k]))
+        inside = inside & (sign * e <= 1e-6)
+      flat = base + py.astype(jnp.int32) * width + px.astype(jnp.int32)
+      candidates.append(jnp.where(inside, flat, batch * pixels).reshape(-1))
 
   def scatter(operands):
     # One scatter-min per window offset, so the keys are read in place (never broadcast), into a
     # buffer with one extra slot that takes every rejected candidate (no bounds checks).
     candidates, keys = operands
     zbuf = jnp.full((batch * pixels + 1,), _EMPTY, jnp.int32)
-    for k in range(candidates.shape[0]):
-      zbuf = zbuf.at[candidates[k].reshape(-1)].min(keys.reshape(-1), mode='promise_in_bounds')
+    numbers = jax.lax.ScatterDimensionNumbers(
+        update_window_dims=(), inserted_window_dims=(0,), scatter_dims_to_operand_dims=(0,))
+    for c in candidates:
+      zbuf = jax.lax.scatter_min(zbuf, c[:, None], keys.reshape(-1), numbers,
+                                 mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS)
     return zbuf[:-1]
 
   zbuf = unfused(scatter, (candidates, keys), depth[0, 0])
@@ -166,3 +170,30 @@ def barycentric(corner_x, corner_y, px, py):
   total = sum(best)
   inv = 1.0 / jnp.maximum(total, 1e-9)
   return [w * inv for w in best]
+
+
+def bilinear(corner_x, corner_y, px, py):
+  """Bilinear weights of pixels in their quads, from the quad's mean parallelogram.
+
+  Args:
+    corner_x, corner_y: lists of 4 planes [...], the corners (r, c), (r + 1, c), (r + 1, c + 1),
+      (r, c + 1) of each pixel's quad.
+    px, py: planes [...] (or broadcastable), the pixel centres.
+
+  Returns:
+    4 weight planes (1 - s)(1 - t), s(1 - t), st, (1 - s)t, where (s, t) in [0, 1]^2 are the
+    pixel's coordinates along the quad's row and column directions. They are exact for
+    parallelograms and close for the small, nearly flat quads of a fine grid; far cheaper than
+    inverting the bilinear map (one reciprocal per pixel).
+  """
+  x0, x1, x2, x3 = corner_x
+  y0, y1, y2, y3 = corner_y
+  rx, ry = 0.5 * (x1 - x0 + x2 - x3), 0.5 * (y1 - y0 + y2 - y3)
+  cx, cy = 0.5 * (x3 - x0 + x2 - x1), 0.5 * (y3 - y0 + y2 - y1)
+  dx = px - 0.25 * (x0 + x1 + x2 + x3)
+  dy = py - 0.25 * (y0 + y1 + y2 + y3)
+  det = rx * cy - ry * cx
+  inv = 1.0 / jnp.where(jnp.abs(det) > 1e-9, det, 1e-9)
+  s = jnp.clip(0.5 + (dx * cy - dy * cx) * inv, 0.0, 1.0)
+  t = jnp.clip(0.5 + (rx * dy - ry * dx) * inv, 0.0, 1.0)
+  return [(1 - s) * (1 - t), s * (1 - t), s * t, (1 - s) * t]

@@ -71,27 +71,31 @@ def rasterize(mesh, proj: Projection, height: int, width: int, polygon_planes=()
     depth_range: known (near, far) depth bounds, or None to take them from each image.
 
   Returns:
-    (polygon_ids [B, N], hit [B, N] bool, weights (K planes [B, N]) over the polygon's corners,
-    polygon values, interpolated vertex values), N = height * width pixels, row-major.
+    (polygon_ids [B, N], hit [B, N] bool, weights (K planes [B, N]) over the polygon's corners
+    (barycentric for triangles, bilinear for quads), polygon values, interpolated vertex values),
+    N = height * width pixels, row-major.
   """
-  corner_depth = mesh.corners(proj.depth)
-  depth = sum(corner_depth) / len(corner_depth)
-  polygon_ids, hit = raster.visibility(mesh.corners(proj.x), mesh.corners(proj.y), depth, height,
-                                       width, cull_back=cull_back, depth_range=depth_range,
-                                       valid=mesh.valid)
+  def visible(planes):
+    x, y, depth = planes
+    corner_depth = mesh.corners(depth)
+    return raster.visibility(mesh.corners(x), mesh.corners(y), sum(corner_depth) / len(corner_depth),
+                             height, width, cull_back=cull_back, depth_range=depth_range,
+                             valid=mesh.valid)
+
+  # Inside conditionals the projected planes are computed once, then read, instead of being
+  # recomputed for every polygon corner, window offset and gathered vertex.
+  polygon_ids, hit = raster.unfused(visible, (proj.x, proj.y, proj.depth), proj.depth[0, 0])
   px, py = raster.pixel_centres(height, width)
+  weigh = raster.bilinear if mesh.corners_per_polygon == 4 else raster.barycentric
 
   def per_pixel(operands):
     x, y, ids, polys, verts = operands
     corner_ids = mesh.polygon_vertices(ids)
-    weights = raster.barycentric([gather(x, i) for i in corner_ids], [gather(y, i) for i in corner_ids],
-                                 px, py)
+    weights = weigh([gather(x, i) for i in corner_ids], [gather(y, i) for i in corner_ids], px, py)
     poly_values = tuple(gather(p, ids) for p in polys)
     vert_values = tuple(sum(w * gather(p, i) for w, i in zip(weights, corner_ids)) for p in verts)
     return weights, poly_values, vert_values
 
-  # Inside a conditional the gathers read materialised planes instead of recomputing the
-  # projection (or normals) of every gathered vertex.
   operands = (proj.x, proj.y, polygon_ids, tuple(polygon_planes), tuple(vertex_planes))
   weights, poly_values, vert_values = raster.unfused(per_pixel, operands, proj.depth[0, 0])
   return polygon_ids, hit, weights, poly_values, vert_values

@@ -1,14 +1,53 @@
-"""Per-pixel albedo of the procedural head, painted on the (u, v) texture plane.
+"""Per-pixel albedo of the procedural head, painted on the (u, v) texture plane in two passes.
 
-Skin with regional tints and cavity darkening, eyes (sclera, iris, pupil, catchlight, lids, lashes,
-crease), brows, lips, the inside of the mouth (teeth, tongue, throat), nostrils, hair with a hairline,
-facial hair. Inputs are planes [B, N] (N pixels) and per-image parameters [B, 1] / [B, 3] from
-`texture.decode` and `eye_state`; the output is three albedo planes in [0, 1].
+`layers` computes, once per pixel, the scalar planes that say where each material is and how it is
+shaded: skin tints and cavities, eyes (sclera, iris, pupil, catchlight, lids), brows, facial hair,
+lips and the inside of the mouth, scalp hair. `colour` mixes the per-image colours of those
+materials with them, channel by channel. The renderer materialises the layers between the two, so
+the masks shared by the three channels are evaluated once (XLA would otherwise recompute the
+whole graph for every channel). Inputs are planes [B, N] (N pixels) and per-image parameters
+[B, 1] / [B, 3] from `texture.decode` and `eye_state`; the albedo is three planes in [0, 1].
 """
+from typing import NamedTuple
+
+import jax
 import jax.numpy as jnp
 
 from synface_jax.generators.procedural import fields as f
 from synface_jax.generators.procedural.texture import PATTERN_REGIONS
+
+_SCLERA = (0.86, 0.82, 0.79)
+_CARUNCLE = (0.75, 0.45, 0.42)
+_TEETH = (0.95, 0.92, 0.84)
+_THROAT = (0.16, 0.05, 0.05)
+# Per-channel change of the skin under blush and on the ears.
+_BLUSH_TINT = (0.6, -0.5, -0.5)
+_EAR_TINT = (0.06, -0.03, -0.03)
+
+
+class Layers(NamedTuple):
+  """Scalar planes [B, N] of the albedo, in the order `colour` applies them."""
+  tint: tuple        # 3 planes: relative change of the skin colour per channel
+  skin_shade: jax.Array  # cavities, nostrils, lids, eye shadow, stubble
+  eye: jax.Array     # the eye aperture
+  sclera: jax.Array  # shading of the white of the eye
+  iris: jax.Array
+  ring: jax.Array    # shading of the iris
+  pupil: jax.Array
+  glint: jax.Array
+  caruncle: jax.Array
+  brow: jax.Array
+  beard: jax.Array
+  beard_tex: jax.Array
+  lip: jax.Array
+  lip_shine: jax.Array
+  lip_line: jax.Array
+  mouth: jax.Array   # the inside of the mouth (on the fold rows)
+  teeth: jax.Array
+  teeth_shade: jax.Array
+  lip_edge: jax.Array
+  hair: jax.Array
+  hair_tex: jax.Array
 
 
 def blob(u, v, cu, cv, su, sv):
@@ -35,151 +74,187 @@ def eye_state(expression):
   return openness, gaze_u, gaze_v
 
 
-def _eyes(u, v, p, openness, gaze_u, gaze_v, skin, colour):
-  a = jnp.abs(u)
-  side = jnp.sign(u)
-  du = a - f.EYE_U
-  dv = v - f.EYE_V
-  width = p['eye_width']
-  s = jnp.clip(du / width, -1.0, 1.0)
-  across = jnp.maximum(1.0 - s * s, 1e-4)  # kept off 0 so powers have finite gradients
-  tilt = p['eye_tilt'] * s
-  top = 0.047 * p['eye_open'] * openness * jnp.sqrt(across) * (1 + 0.15 * s * (s < 0)) + tilt - 0.004
-  bottom = -0.03 * p['eye_open'] * f.root4(across) + tilt * 0.6 - 0.004
-  bottom = jnp.minimum(bottom, top - 1e-3)
-  edge = 0.004
-  inside = f.smoothstep(-edge, edge, top - dv) * f.smoothstep(-edge, edge, dv - bottom)
-  inside = inside * f.smoothstep(1.0, 0.93, jnp.abs(du / width))
-  # Sclera, shadowed under the upper lid and towards the corners.
-  shade = 1.0 - 0.45 * f.smoothstep(-0.025, 0.0, dv - top) - 0.3 * s ** 4
-  sclera = tuple(c * shade for c in (0.86, 0.82, 0.79))
-  # Iris, pupil and catchlight; the iris turns with the gaze (mirrored so both eyes look alike).
-  iu = du - side * gaze_u
-  iv = dv - gaze_v + 0.003
-  r = jnp.sqrt(iu * iu + iv * iv + 1e-9)
-  iris_r = 0.05
-  iris_mask = f.smoothstep(iris_r + 0.003, iris_r - 0.003, r)
-  ring = 1.0 - 0.5 * f.smoothstep(0.6 * iris_r, iris_r, r)
-  iris = tuple(c * ring * (1.0 - 0.35 * f.smoothstep(0.01, -0.02, dv - top)) for c in _rgb(p['iris']))
-  eye = _mix(sclera, iris, iris_mask)
-  pupil = f.smoothstep(0.021, 0.016, r)
-  eye = tuple(c * (1 - pupil) + 0.02 * pupil for c in eye)
-  glint = blob(iu, iv, -0.014 * side, 0.016, 0.009, 0.009)
-  eye = tuple(c * (1 - glint) + 0.95 * glint for c in eye)
-  caruncle = blob(du, dv, -width + 0.012, -0.004, 0.018, 0.014)
-  eye = _mix(eye, (0.75, 0.45, 0.42), caruncle)
-  # Lids: lash line above the aperture, a lighter one below, a crease higher up.
-  along = f.smoothstep(1.12, 0.95, jnp.abs(du / width))
-  lash = f.smoothstep(0.0, 0.004, dv - top) * f.smoothstep(0.014 + 0.004 * (s > 0), 0.006, dv - top) * along
-  lower_lash = f.smoothstep(0.0, 0.002, bottom - dv) * f.smoothstep(0.008, 0.003, bottom - dv) * along
-  crease = blob(dv - top, s, 0.032, 0.0, 0.01, 1.1)
-  lid = 1.0 - 0.85 * lash - 0.35 * lower_lash - 0.18 * crease
-  shadow = 1.0 - p['eye_shadow'] * blob(du, dv, -0.01, 0.03, 0.22, 0.13)
-  skin_here = tuple(c * lid * shadow for c in colour)
-  out = tuple(e * inside + s_ * (1 - inside) for e, s_ in zip(eye, skin_here))
-  return out, lash
-
-
-def _brows(u, v, p, colour):
-  a = jnp.abs(u)
-  t = (a - 0.12) / 0.44
-  centre = p['brow_height'] + p['brow_arch'] * (1 - jnp.square(2 * t - 1.1)) + p['brow_tilt'] * (t - 0.4)
-  thick = p['brow_thick'] * (1.15 - 0.55 * f.smoothstep(0.3, 1.0, t))
-  d = jnp.abs(v - centre) / thick
-  mask = f.smoothstep(1.0, 0.45, d) * f.smoothstep(-0.04, 0.06, t) * f.smoothstep(1.05, 0.9, t)
-  brow = tuple(h * (1 - p['brow_dark']) + 0.0 for h in _rgb(p['hair']))
-  density = p['brow_dark'] * mask
-  return tuple(c * (1 - density) + b * density for c, b in zip(colour, brow))
-
-
-def _lips(u, v, m, p, colour):
-  a = jnp.abs(u)
-  s = jnp.clip(a / (f.MOUTH_U + 0.01), 0.0, 1.0)
-  across = jnp.maximum(1.0 - s * s, 1e-4)
-  bow = 0.012 * blob(a, 0.0, 0.045, 0.0, 0.045, 1.0) - 0.008 * blob(a, 0.0, 0.0, 0.0, 0.025, 1.0)
-  upper_edge = f.MOUTH_V + p['lip_height'] * (0.048 * f.root4(across) + bow)
-  lower_edge = f.MOUTH_V - p['lip_height'] * 0.072 * 0.5 * (jnp.sqrt(across) + f.root4(across))
-  lips = f.smoothstep(0.004, -0.004, v - upper_edge) * f.smoothstep(-0.004, 0.004, v - lower_edge)
-  lips = lips * f.smoothstep(1.0, 0.9, s)
-  line = f.smoothstep(0.008, 0.0, jnp.abs(v - f.MOUTH_V)) * f.smoothstep(1.05, 0.7, s)
-  lower_shine = 1.0 + 0.12 * blob(a, v, 0.0, -0.765, 0.12, 0.02)
-  lip = tuple(c * lower_shine for c in _rgb(p['lip']))
-  out = tuple(c * (1 - lips) + l * lips for c, l in zip(colour, lip))
-  out = tuple(c * (1 - 0.55 * line) for c in out)
-  # Inside of the mouth, on the fold rows (m in [0, 1]).
-  inner = (m >= 0).astype(u.dtype)
-  mm = jnp.clip(m, 0.0, 1.0)
-  teeth_u = 0.93 - 0.125 * (1.0 + f.wave(u / 0.042)) - 0.3 * f.smoothstep(0.1, 0.2, a)
-  upper_teeth = f.smoothstep(0.1, 0.16, mm) * f.smoothstep(0.42, 0.36, mm)
-  lower_teeth = f.smoothstep(0.66, 0.72, mm) * f.smoothstep(0.88, 0.82, mm) * 0.8
-  teeth = (upper_teeth + lower_teeth) * f.smoothstep(0.2, 0.12, a)
-  throat = (0.16, 0.05, 0.05)
-  mouth = tuple(t * teeth * c + th * (1 - teeth) for t, c, th in zip((teeth_u,) * 3, (0.95, 0.92, 0.84), throat))
-  lip_edge = f.smoothstep(0.1, 0.0, mm) + f.smoothstep(0.9, 1.0, mm)
-  mouth = tuple(mo * (1 - lip_edge) + l * 0.8 * lip_edge for mo, l in zip(mouth, lip))
-  return tuple(o * (1 - inner) + mo * inner for o, mo in zip(out, mouth))
-
-
-def _nose(u, v, colour):
-  a = jnp.abs(u)
-  nostril = blob(a, v, 0.055, -0.445, 0.032, 0.016)
-  crease = blob(a, v, 0.13, -0.425, 0.035, 0.05) * (1 - blob(a, v, 0.11, -0.425, 0.03, 0.04))
-  under = blob(u, v, 0.0, -0.465, 0.1, 0.02)
-  dark = 1.0 - 0.88 * nostril - 0.2 * crease - 0.15 * under
-  return tuple(c * dark for c in colour)
-
-
 def _skin(u, v, p):
+  """(tint planes, shade): regional tints (the albedo patterns), blush, ears; cavity shading."""
   a = jnp.abs(u)
-  colour = _rgb(p['skin'])
-  # Regional tints (the albedo patterns).
-  for k, (cu, cv, su, sv) in enumerate(PATTERN_REGIONS):
-    w = blob(a, v, cu, cv, su, sv)
-    colour = tuple(c * (1 + p['patterns'][:, k, i:i + 1] * w) for i, c in enumerate(colour))
+  weights = [blob(a, v, *region) for region in PATTERN_REGIONS]
   blush = p['blush'] * (blob(a, v, 0.42, -0.3, 0.17, 0.15) + 0.6 * blob(u, v, 0.0, -0.33, 0.07, 0.08))
-  colour = (colour[0] * (1 + 0.6 * blush), colour[1] * (1 - 0.5 * blush), colour[2] * (1 - 0.5 * blush))
+  ear = blob(a, v, f.EAR_U, f.EAR_V, 0.22, 0.33)
+  tint = tuple(sum(p['patterns'][:, k, c:c + 1] * w for k, w in enumerate(weights))
+               + _BLUSH_TINT[c] * blush + _EAR_TINT[c] * ear for c in range(3))
   # Cavities that skylight reaches less: inner eye corners, mouth corners, under lip and jaw, ears.
   cavity = (0.25 * blob(a, v, 0.16, 0.0, 0.07, 0.07) + 0.3 * blob(a, v, f.MOUTH_U + 0.01, f.MOUTH_V, 0.04, 0.035)
             + 0.18 * blob(u, v, 0.0, -0.875, 0.16, 0.04) + 0.15 * blob(a, v, 0.3, -0.5, 0.06, 0.14)
             + 0.35 * blob(a, v, f.EAR_U - 0.02, f.EAR_V - 0.05, 0.09, 0.12))
   under_jaw = f.smoothstep(-1.0, -1.25, v) * 0.3 * f.smoothstep(2.2, 1.0, a)
-  shade = 1.0 - cavity - under_jaw
-  ear = blob(a, v, f.EAR_U, f.EAR_V, 0.22, 0.33)
-  colour = (colour[0] * (1 + 0.06 * ear), colour[1] * (1 - 0.03 * ear), colour[2] * (1 - 0.03 * ear))
-  return tuple(c * shade for c in colour)
+  return tint, 1.0 - cavity - under_jaw
 
 
-def _facial_hair(u, v, p, colour, lips_mask_v):
+def _nose(u, v):
+  """Darkening of the nostrils and the creases around the nose wings."""
+  a = jnp.abs(u)
+  nostril = blob(a, v, 0.055, -0.445, 0.032, 0.016)
+  crease = blob(a, v, 0.13, -0.425, 0.035, 0.05) * (1 - blob(a, v, 0.11, -0.425, 0.03, 0.04))
+  under = blob(u, v, 0.0, -0.465, 0.1, 0.02)
+  return 1.0 - 0.88 * nostril - 0.2 * crease - 0.15 * under
+
+
+class _EyeFrame(NamedTuple):
+  du: jax.Array   # from the eye centre, mirrored (positive towards the ear)
+  dv: jax.Array
+  s: jax.Array    # -1 .. 1 across the eye
+  top: jax.Array  # lid heights
+  bottom: jax.Array
+  width: jax.Array
+
+
+def _eye_frame(u, v, p, openness):
+  du = jnp.abs(u) - f.EYE_U
+  dv = v - f.EYE_V
+  width = p['eye_width']
+  s = jnp.clip(du / width, -1.0, 1.0)
+  across = jnp.maximum(1.0 - s * s, 1e-4)  # kept off 0 so roots have finite gradients
+  tilt = p['eye_tilt'] * s
+  root = jnp.sqrt(across)
+  top = 0.047 * p['eye_open'] * openness * root * (1 + 0.15 * s * (s < 0)) + tilt - 0.004
+  bottom = -0.03 * p['eye_open'] * root * jnp.sqrt(root) + tilt * 0.6 - 0.004
+  return _EyeFrame(du, dv, s, top, jnp.minimum(bottom, top - 1e-3), width)
+
+
+def _eye_layers(u, v, p, openness, gaze_u, gaze_v):
+  e = _eye_frame(u, v, p, openness)
+  edge = 0.004
+  inside = f.smoothstep(-edge, edge, e.top - e.dv) * f.smoothstep(-edge, edge, e.dv - e.bottom)
+  inside = inside * f.smoothstep(1.0, 0.93, jnp.abs(e.du / e.width))
+  # Sclera, shadowed under the upper lid and towards the corners.
+  sclera = 1.0 - 0.45 * f.smoothstep(-0.025, 0.0, e.dv - e.top) - 0.3 * e.s ** 4
+  # Iris, pupil and catchlight; the iris turns with the gaze (mirrored so both eyes look alike).
+  side = jnp.sign(u)
+  iu = e.du - side * gaze_u
+  iv = e.dv - gaze_v + 0.003
+  r = jnp.sqrt(iu * iu + iv * iv + 1e-9)
+  iris_r = 0.05
+  iris = f.smoothstep(iris_r + 0.003, iris_r - 0.003, r)
+  ring = (1.0 - 0.5 * f.smoothstep(0.6 * iris_r, iris_r, r)) * (1.0 - 0.35 * f.smoothstep(0.01, -0.02, e.dv - e.top))
+  pupil = f.smoothstep(0.021, 0.016, r)
+  glint = blob(iu, iv, -0.014 * side, 0.016, 0.009, 0.009)
+  caruncle = blob(e.du, e.dv, -e.width + 0.012, -0.004, 0.018, 0.014)
+  return inside, sclera, iris, ring, pupil, glint, caruncle
+
+
+def _lids(u, v, p, openness):
+  """Darkening of the skin around the eye: lash lines, crease, eye shadow."""
+  e = _eye_frame(u, v, p, openness)
+  along = f.smoothstep(1.12, 0.95, jnp.abs(e.du / e.width))
+  above = e.dv - e.top
+  lash = f.smoothstep(0.0, 0.004, above) * f.smoothstep(0.014 + 0.004 * (e.s > 0), 0.006, above) * along
+  below = e.bottom - e.dv
+  lower_lash = f.smoothstep(0.0, 0.002, below) * f.smoothstep(0.008, 0.003, below) * along
+  crease = blob(above, e.s, 0.032, 0.0, 0.01, 1.1)
+  lid = 1.0 - 0.85 * lash - 0.35 * lower_lash - 0.18 * crease
+  return lid * (1.0 - p['eye_shadow'] * blob(e.du, e.dv, -0.01, 0.03, 0.22, 0.13))
+
+
+def _brow(u, v, p):
+  t = (jnp.abs(u) - 0.12) / 0.44
+  centre = p['brow_height'] + p['brow_arch'] * (1 - jnp.square(2 * t - 1.1)) + p['brow_tilt'] * (t - 0.4)
+  thick = p['brow_thick'] * (1.15 - 0.55 * f.smoothstep(0.3, 1.0, t))
+  d = jnp.abs(v - centre) / thick
+  mask = f.smoothstep(1.0, 0.45, d) * f.smoothstep(-0.04, 0.06, t) * f.smoothstep(1.05, 0.9, t)
+  return p['brow_dark'] * mask
+
+
+def _beard(u, v, p):
+  """(hair amount, stubble amount, texture) of the facial hair, kept off the lips."""
   a = jnp.abs(u)
   line = -0.62 + 0.42 * f.smoothstep(0.3, 1.3, a)
   beard = f.smoothstep(0.02, -0.06, v - line) * f.smoothstep(-1.45, -1.25, v) * f.smoothstep(1.45, 1.3, a)
   moustache = blob(u, v, 0.0, -0.6, 0.3, 0.09)
-  not_lip = 1.0 - lips_mask_v
+  lip_zone = blob(a, v, 0.0, f.MOUTH_V - 0.01, f.MOUTH_U + 0.02, 0.075)
+  not_lip = 1.0 - jnp.clip(2.0 * lip_zone, 0.0, 1.0)
   amount = jnp.clip(p['beard'] * beard + p['moustache'] * moustache, 0.0, 1.0) * not_lip
   stubble = p['stubble'] * jnp.clip(beard + moustache, 0.0, 1.0) * not_lip
   texture = 0.8 + 0.2 * f.wave((230.0 * a + 140.0 * v) / (2 * jnp.pi))
-  hair = tuple(h * texture for h in _rgb(p['hair']))
-  colour = tuple(c * (1 - 0.35 * stubble) for c in colour)
-  return tuple(c * (1 - 0.9 * amount) + h * 0.9 * amount for c, h in zip(colour, hair))
+  return 0.9 * amount, stubble, texture
 
 
-def _hair(u, v, p, colour):
+def _lip_frame(u, v, p):
+  a = jnp.abs(u)
+  s = jnp.clip(a / (f.MOUTH_U + 0.01), 0.0, 1.0)
+  across = jnp.maximum(1.0 - s * s, 1e-4)
+  root = jnp.sqrt(across)
+  bow = 0.012 * blob(a, 0.0, 0.045, 0.0, 0.045, 1.0) - 0.008 * blob(a, 0.0, 0.0, 0.0, 0.025, 1.0)
+  upper_edge = f.MOUTH_V + p['lip_height'] * (0.048 * root * jnp.sqrt(root) + bow)
+  lower_edge = f.MOUTH_V - p['lip_height'] * 0.072 * 0.5 * (root + root * jnp.sqrt(root))
+  return a, s, upper_edge, lower_edge
+
+
+def _lip_layers(u, v, p):
+  a, s, upper_edge, lower_edge = _lip_frame(u, v, p)
+  lips = f.smoothstep(0.004, -0.004, v - upper_edge) * f.smoothstep(-0.004, 0.004, v - lower_edge)
+  lips = lips * f.smoothstep(1.0, 0.9, s)
+  line = 0.55 * f.smoothstep(0.008, 0.0, jnp.abs(v - f.MOUTH_V)) * f.smoothstep(1.05, 0.7, s)
+  shine = 1.0 + 0.12 * blob(a, v, 0.0, -0.765, 0.12, 0.02)
+  return lips, shine, line
+
+
+def _mouth_layers(u, m):
+  """(inside, teeth, teeth shade, lip edge) on the fold rows (m in [0, 1]; -1 elsewhere)."""
+  a = jnp.abs(u)
+  inner = (m >= 0).astype(u.dtype)
+  mm = jnp.clip(m, 0.0, 1.0)
+  shade = 0.93 - 0.125 * (1.0 + f.wave(u / 0.042)) - 0.3 * f.smoothstep(0.1, 0.2, a)
+  upper = f.smoothstep(0.1, 0.16, mm) * f.smoothstep(0.42, 0.36, mm)
+  lower = f.smoothstep(0.66, 0.72, mm) * f.smoothstep(0.88, 0.82, mm) * 0.8
+  teeth = (upper + lower) * f.smoothstep(0.2, 0.12, a)
+  edge = f.smoothstep(0.1, 0.0, mm) + f.smoothstep(0.9, 1.0, mm)
+  return inner, teeth, shade, edge
+
+
+def _hair(u, v, p):
   line = f.hairline(u, p['hairline'], p['temples'], p['sideburn'], p['hair_length'])
   mask = f.smoothstep(line - 0.01, line + 0.035, v)
   strands = 0.8 + 0.2 * f.wave((95.0 * u + 12.0 * v * v) / (2 * jnp.pi))
   sheen = 1.0 + 0.25 * blob(u, v, 0.0, 1.05, 0.6, 0.25)
-  hair = tuple(h * strands * sheen for h in _rgb(p['hair']))
-  return tuple(c * (1 - mask) + h * mask for c, h in zip(colour, hair))
+  return mask, strands * sheen
+
+
+def layers(u, v, m, params, openness, gaze_u, gaze_v) -> Layers:
+  """The albedo layers at texture coordinates u, v and mouth-fold position m (planes [B, N])."""
+  tint, cavity = _skin(u, v, params)
+  beard, stubble, beard_tex = _beard(u, v, params)
+  skin_shade = cavity * _nose(u, v) * _lids(u, v, params, openness) * (1.0 - 0.35 * stubble)
+  eye, sclera, iris, ring, pupil, glint, caruncle = _eye_layers(u, v, params, openness, gaze_u, gaze_v)
+  lip, lip_shine, lip_line = _lip_layers(u, v, params)
+  mouth, teeth, teeth_shade, lip_edge = _mouth_layers(u, m)
+  hair, hair_tex = _hair(u, v, params)
+  return Layers(tint, skin_shade, eye, sclera, iris, ring, pupil, glint, caruncle,
+                _brow(u, v, params), beard, beard_tex, lip, lip_shine, lip_line, mouth, teeth,
+                teeth_shade, lip_edge, hair, hair_tex)
+
+
+def colour(layers: Layers, params):
+  """Albedo (three planes [B, N] in [0, 1]) from the layers and the per-image colours."""
+  l = layers
+  skin, hair, iris, lip = (_rgb(params[k]) for k in ('skin', 'hair', 'iris', 'lip'))
+  out = tuple(c * (1 + t) * l.skin_shade for c, t in zip(skin, l.tint))
+  eye = tuple(c * l.sclera for c in _SCLERA)
+  eye = _mix(eye, tuple(c * l.ring for c in iris), l.iris)
+  eye = tuple(c * (1 - l.pupil) + 0.02 * l.pupil for c in eye)
+  eye = tuple(c * (1 - l.glint) + 0.95 * l.glint for c in eye)
+  eye = _mix(eye, _CARUNCLE, l.caruncle)
+  out = _mix(out, eye, l.eye)
+  out = _mix(out, tuple(h * (1 - params['brow_dark']) for h in hair), l.brow)
+  out = _mix(out, tuple(h * l.beard_tex for h in hair), l.beard)
+  out = _mix(out, tuple(c * l.lip_shine for c in lip), l.lip)
+  out = tuple(c * (1 - l.lip_line) for c in out)
+  mouth = tuple(t * l.teeth_shade * l.teeth + th * (1 - l.teeth) for t, th in zip(_TEETH, _THROAT))
+  mouth = _mix(mouth, tuple(0.8 * c for c in lip), l.lip_edge)
+  out = _mix(out, mouth, l.mouth)
+  out = _mix(out, tuple(h * l.hair_tex for h in hair), l.hair)
+  return tuple(jnp.clip(c, 0.0, 1.0) for c in out)
 
 
 def albedo(u, v, m, params, openness, gaze_u, gaze_v):
   """Albedo (three planes [B, N]) at texture coordinates u, v and mouth-fold position m."""
-  colour = _skin(u, v, params)
-  colour = _nose(u, v, colour)
-  colour, _ = _eyes(u, v, params, openness, gaze_u, gaze_v, params['skin'], colour)
-  colour = _brows(u, v, params, colour)
-  lip_zone = blob(jnp.abs(u), v, 0.0, f.MOUTH_V - 0.01, f.MOUTH_U + 0.02, 0.075)
-  colour = _facial_hair(u, v, params, colour, jnp.clip(2.0 * lip_zone, 0.0, 1.0))
-  colour = _lips(u, v, m, params, colour)
-  colour = _hair(u, v, params, colour)
-  return tuple(jnp.clip(c, 0.0, 1.0) for c in colour)
+  return colour(layers(u, v, m, params, openness, gaze_u, gaze_v), params)
