@@ -5,7 +5,8 @@ import numpy as np
 
 from synface_jax.generators import register
 from synface_jax.generators.factors import Factors
-from synface_jax.generators.procedural import align, background, head_model, priors, raster, render, shader, texture
+from synface_jax.generators.procedural import (align, background, camera, head_model, priors, raster,
+                                                render, shader, texture)
 from synface_jax.generators.procedural.mesh import normalize
 
 _SHAPE_DIM = 80
@@ -85,7 +86,8 @@ def _render_head(model, params, factors, image_size, template):
   points = (verts[:, 0], verts[:, 1], verts[:, 2])
   proj = render.pose_and_align(points, factors.pose, model.landmark_ids, template,
                                model.landmark_weights)
-  normals = model.mesh.polygon_normals(proj.camera_points, normalise=False)
+  # Normals in the model frame (from the product's output, not the rotated points), rotated per pixel.
+  normals = model.mesh.polygon_normals(points, normalise=False)
   # The whole mesh (neck included) lies within 3.5 units of the origin, 10 units from the camera.
   polygon_ids, hit, weights, normals, _ = render.rasterize(model.mesh, proj, height, width, normals,
                                                            depth_range=(6.0, 14.0))
@@ -107,7 +109,9 @@ def _render_head(model, params, factors, image_size, template):
   # The layers are materialised, so the three colour channels read them instead of recomputing them.
   layers = raster.unfused(albedo_layers, (u, v, m, factors.expression, paint), u[0, 0])
   layers = jax.tree.map(lambda x: x.astype(jnp.float32), layers)
-  colour = render.shade(shader.colour(layers, paint), normalize(normals), factors.lighting)
+  rotation = jax.vmap(camera.rotation_matrix)(factors.pose)
+  normals = normalize(camera.rotate(normals, rotation))
+  colour = render.shade(shader.colour(layers, paint), normals, factors.lighting)
   px, py = raster.pixel_centres(height, width)
   bg = background.background(factors.noise, px, py, height, width)
   return render.composite(colour, hit, bg, height, width), proj.landmarks
