@@ -172,8 +172,8 @@ def barycentric(corner_x, corner_y, px, py):
   return [w * inv for w in best]
 
 
-def bilinear(corner_x, corner_y, px, py):
-  """Bilinear weights of pixels in their quads, from the quad's mean parallelogram.
+def quad_coords(corner_x, corner_y, px, py):
+  """Coordinates of pixels in their quads, from the quad's mean parallelogram.
 
   Args:
     corner_x, corner_y: lists of 4 planes [...], the corners (r, c), (r + 1, c), (r + 1, c + 1),
@@ -181,10 +181,10 @@ def bilinear(corner_x, corner_y, px, py):
     px, py: planes [...] (or broadcastable), the pixel centres.
 
   Returns:
-    4 weight planes (1 - s)(1 - t), s(1 - t), st, (1 - s)t, where (s, t) in [0, 1]^2 are the
-    pixel's coordinates along the quad's row and column directions. They are exact for
-    parallelograms and close for the small, nearly flat quads of a fine grid; far cheaper than
-    inverting the bilinear map (one reciprocal per pixel).
+    (s, t) planes in [0, 1], the pixel's position along the quad's row and column directions (its
+    bilinear weights are (1 - s)(1 - t), s(1 - t), st, (1 - s)t). Exact for parallelograms and
+    close for the small, nearly flat quads of a fine grid; far cheaper than inverting the bilinear
+    map (one reciprocal per pixel).
   """
   x0, x1, x2, x3 = corner_x
   y0, y1, y2, y3 = corner_y
@@ -196,4 +196,4 @@ def bilinear(corner_x, corner_y, px, py):
   inv = 1.0 / jnp.where(jnp.abs(det) > 1e-9, det, 1e-9)
   s = jnp.clip(0.5 + (dx * cy - dy * cx) * inv, 0.0, 1.0)
   t = jnp.clip(0.5 + (rx * dy - ry * dx) * inv, 0.0, 1.0)
-  return [(1 - s) * (1 - t), s * (1 - t), s * t, (1 - s) * t]
+  return s, t

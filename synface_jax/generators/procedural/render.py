@@ -86,18 +86,25 @@ def rasterize(mesh, proj: Projection, height: int, width: int, polygon_planes=()
   # recomputed for every polygon corner, window offset and gathered vertex.
   polygon_ids, hit = raster.unfused(visible, (proj.x, proj.y, proj.depth), proj.depth[0, 0])
   px, py = raster.pixel_centres(height, width)
-  weigh = raster.bilinear if mesh.corners_per_polygon == 4 else raster.barycentric
+  anchor = proj.depth[0, 0]
 
-  def per_pixel(operands):
+  def read(operands):
     x, y, ids, polys, verts = operands
     corner_ids = mesh.polygon_vertices(ids)
-    weights = weigh([gather(x, i) for i in corner_ids], [gather(y, i) for i in corner_ids], px, py)
-    poly_values = tuple(gather(p, ids) for p in polys)
-    vert_values = tuple(sum(w * gather(p, i) for w, i in zip(weights, corner_ids)) for p in verts)
-    return weights, poly_values, vert_values
+    return ([gather(x, i) for i in corner_ids], [gather(y, i) for i in corner_ids],
+            tuple(gather(p, ids) for p in polys),
+            tuple([gather(p, i) for i in corner_ids] for p in verts))
 
+  # The gathered corners are materialised too: fused into the arithmetic below, every gather
+  # would run again for every output plane.
   operands = (proj.x, proj.y, polygon_ids, tuple(polygon_planes), tuple(vertex_planes))
-  weights, poly_values, vert_values = raster.unfused(per_pixel, operands, proj.depth[0, 0])
+  corner_x, corner_y, poly_values, vert_corners = raster.unfused(read, operands, anchor)
+  if mesh.corners_per_polygon == 4:
+    s, t = raster.unfused(lambda c: raster.quad_coords(*c, px, py), (corner_x, corner_y), anchor)
+    weights = [(1 - s) * (1 - t), s * (1 - t), s * t, (1 - s) * t]
+  else:
+    weights = raster.barycentric(corner_x, corner_y, px, py)
+  vert_values = tuple(sum(w * c for w, c in zip(weights, corners)) for corners in vert_corners)
   return polygon_ids, hit, weights, poly_values, vert_values
 
 
