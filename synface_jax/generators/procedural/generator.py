@@ -5,8 +5,8 @@ import numpy as np
 
 from synface_jax.generators import register
 from synface_jax.generators.factors import Factors
-from synface_jax.generators.procedural import (align, background, camera, head_model, priors, raster,
-                                                render, shader, texture)
+from synface_jax.generators.procedural import (align, background, camera, head_model, packing, priors,
+                                                raster, render, shader, texture)
 from synface_jax.generators.procedural.mesh import normalize
 
 _SHAPE_DIM = 80
@@ -24,14 +24,14 @@ class ProceduralGenerator:
     seed: seed of the identity pool.
     template: 'arcface' or 'synface' five-point alignment template; by default 'synface' for
       112 x 96-shaped images and 'arcface' otherwise.
-    resolution: mesh density of the procedural head (1.0 for 112-pixel faces; scale it with the
-      image size, e.g. 0.3 for 32 x 32).
+    resolution: mesh density of the procedural head (0.9 gives quads of about 1.7 pixels on a
+      112-pixel face; scale it with the image size, e.g. 0.3 for 32 x 32).
     bfm_path: a `BFM_model_front.mat` file; when given, faces come from that Basel Face Model
       (shape, expression and texture bases, no hair or eyes beyond its texture) instead.
   """
 
   def __init__(self, image_size=None, num_identities: int = 10000, seed: int = 0,
-               template=None, resolution: float = 1.0, bfm_path=None):
+               template=None, resolution: float = 0.9, bfm_path=None):
     if image_size is None:
       image_size = (112, 96) if template == 'synface' else (112, 112)
     if template is None:
@@ -86,11 +86,12 @@ def _render_head(model, params, factors, image_size, template):
   points = (verts[:, 0], verts[:, 1], verts[:, 2])
   proj = render.pose_and_align(points, factors.pose, model.landmark_ids, template,
                                model.landmark_weights)
-  # Normals in the model frame (from the product's output, not the rotated points), rotated per pixel.
+  # Normals in the model frame (from the product's output, not the rotated points).
   normals = model.mesh.polygon_normals(points, normalise=False)
   # The whole mesh (neck included) lies within 3.5 units of the origin, 10 units from the camera.
-  polygon_ids, hit, weights, normals, _ = render.rasterize(model.mesh, proj, height, width, normals,
-                                                           depth_range=(6.0, 14.0))
+  polygon_ids, hit, weights, normals, _ = render.rasterize(
+      model.mesh, proj, height, width, normals, depth_range=(6.0, 14.0),
+      polygon_codec=packing.unit_codec(), polygon_exact=normalize)
   row, col = model.mesh.polygon_cells(polygon_ids)
   offsets = model.mesh.CORNER_OFFSETS
   row_frac = sum(w * float(o) for w, o in zip(weights, offsets[:, 0]) if o)
@@ -109,6 +110,9 @@ def _render_head(model, params, factors, image_size, template):
   # The layers are materialised, so the three colour channels read them instead of recomputing them.
   layers = raster.unfused(albedo_layers, (u, v, m, factors.expression, paint), u[0, 0])
   layers = jax.tree.map(lambda x: x.astype(jnp.float32), layers)
+  # Smoothed across neighbouring pixels (flat quads would look faceted), then rotated per pixel.
+  smooth = lambda ops: render.smooth(ops[0], ops[1], height, width)
+  normals = raster.unfused(smooth, (normals, hit), u[0, 0])
   rotation = jax.vmap(camera.rotation_matrix)(factors.pose)
   normals = normalize(camera.rotate(normals, rotation))
   colour = render.shade(shader.colour(layers, paint), normals, factors.lighting)

@@ -9,7 +9,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from synface_jax.generators.procedural import align, camera, lighting, raster
+from synface_jax.generators.procedural import align, camera, lighting, packing, raster
+from synface_jax.generators.procedural.packing import gather
 
 
 class Projection(NamedTuple):
@@ -51,14 +52,8 @@ def pose_and_align(points, pose, landmark_ids, template, landmark_weights=None) 
   return Projection(cam, ax, ay, depth, landmarks)
 
 
-def gather(plane, ids):
-  """plane [B, V] at per-image ids [B, N] -> [B, N] (one flat gather, fast on CPU)."""
-  batch, size = plane.shape
-  return plane.reshape(-1)[ids + (jnp.arange(batch, dtype=ids.dtype) * size)[:, None]]
-
-
 def rasterize(mesh, proj: Projection, height: int, width: int, polygon_planes=(), vertex_planes=(),
-              cull_back: bool = True, depth_range=None):
+              cull_back: bool = True, depth_range=None, polygon_codec=None, polygon_exact=None):
   """Visibility and per-pixel interpolation.
 
   Args:
@@ -69,6 +64,10 @@ def rasterize(mesh, proj: Projection, height: int, width: int, polygon_planes=()
     vertex_planes: per-vertex values (planes [B, V]) to interpolate at each pixel.
     cull_back: skip polygons facing away.
     depth_range: known (near, far) depth bounds, or None to take them from each image.
+    polygon_codec: optional (encode, decode) of `packing`, to read all polygon planes with one
+      gather (e.g. `packing.unit_codec()` for the directions of normals).
+    polygon_exact: with polygon_codec, the function of the planes the codec approximates
+      (e.g. `mesh.normalize`); its gradient is the reads' gradient.
 
   Returns:
     (polygon_ids [B, N], hit [B, N] bool, weights (K planes [B, N]) over the polygon's corners
@@ -84,28 +83,63 @@ def rasterize(mesh, proj: Projection, height: int, width: int, polygon_planes=()
 
   # Inside conditionals the projected planes are computed once, then read, instead of being
   # recomputed for every polygon corner, window offset and gathered vertex.
-  polygon_ids, hit = raster.unfused(visible, (proj.x, proj.y, proj.depth), proj.depth[0, 0])
-  px, py = raster.pixel_centres(height, width)
   anchor = proj.depth[0, 0]
+  polygon_ids, hit = raster.unfused(visible, (proj.x, proj.y, proj.depth), anchor)
 
-  def read(operands):
-    x, y, ids, polys, verts = operands
-    corner_ids = mesh.polygon_vertices(ids)
-    return ([gather(x, i) for i in corner_ids], [gather(y, i) for i in corner_ids],
-            tuple(gather(p, ids) for p in polys),
-            tuple([gather(p, i) for i in corner_ids] for p in verts))
-
-  # The gathered corners are materialised too: fused into the arithmetic below, every gather
-  # would run again for every output plane.
-  operands = (proj.x, proj.y, polygon_ids, tuple(polygon_planes), tuple(vertex_planes))
-  corner_x, corner_y, poly_values, vert_corners = raster.unfused(read, operands, anchor)
   if mesh.corners_per_polygon == 4:
-    s, t = raster.unfused(lambda c: raster.quad_coords(*c, px, py), (corner_x, corner_y), anchor)
+    s, t = _quad_coords(mesh, proj.x, proj.y, polygon_ids, height, width)
     weights = [(1 - s) * (1 - t), s * (1 - t), s * t, (1 - s) * t]
   else:
-    weights = raster.barycentric(corner_x, corner_y, px, py)
+    weights = _barycentric(mesh, proj.x, proj.y, polygon_ids, height, width)
+  if polygon_codec is not None and polygon_planes:
+    fast = lambda planes, ids: polygon_codec[1](
+        packing.read(polygon_codec, planes, [ids], planes[0][0, 0])[0])
+    exact = polygon_exact or (lambda planes: planes)
+    reference = lambda planes, ids: exact(tuple(gather(p, ids) for p in planes))
+    poly_values = packing.straight_through(fast, reference)(tuple(polygon_planes), polygon_ids)
+  else:
+    poly_values = raster.unfused(lambda ops: tuple(gather(p, ops[1]) for p in ops[0]),
+                                 (tuple(polygon_planes), polygon_ids), anchor)
+  read_corners = lambda ops: tuple([gather(p, i) for i in mesh.polygon_vertices(ops[1])] for p in ops[0])
+  vert_corners = raster.unfused(read_corners, (tuple(vertex_planes), polygon_ids), anchor)
   vert_values = tuple(sum(w * c for w, c in zip(weights, corners)) for corners in vert_corners)
   return polygon_ids, hit, weights, poly_values, vert_values
+
+
+def _quad_coords(mesh, x, y, ids, height, width):
+  """(s, t) planes [B, N] of the pixels in their quads (see `raster.quad_coords`), materialised.
+
+  The corners' x and y are read packed in one code (4 gathers instead of 8) and decoded in the
+  arithmetic; the gradient is that of the exact float reads.
+  """
+  px, py = raster.pixel_centres(height, width)
+  codec = packing.pixel_codec(height, width)
+
+  def fast(x, y, ids):
+    anchor = x[0, 0]
+    codes = packing.read(codec, (x, y), mesh.polygon_vertices(ids), anchor)
+    def coords(codes):
+      corners = [codec[1](c) for c in codes]
+      return raster.quad_coords([c[0] for c in corners], [c[1] for c in corners], px, py)
+    return raster.unfused(coords, codes, anchor)
+
+  def reference(x, y, ids):
+    corner_ids = mesh.polygon_vertices(ids)
+    return raster.quad_coords([gather(x, i) for i in corner_ids], [gather(y, i) for i in corner_ids],
+                              px, py)
+
+  return packing.straight_through(fast, reference)(x, y, ids)
+
+
+def _barycentric(mesh, x, y, ids, height, width):
+  """Barycentric weights [B, N] of the pixels in their triangles, from materialised corners."""
+  px, py = raster.pixel_centres(height, width)
+  def read(ops):
+    x, y, ids = ops
+    corner_ids = mesh.polygon_vertices(ids)
+    return [gather(x, i) for i in corner_ids], [gather(y, i) for i in corner_ids]
+  corner_x, corner_y = raster.unfused(read, (x, y, ids), x[0, 0])
+  return raster.barycentric(corner_x, corner_y, px, py)
 
 
 def shade(albedo, normals, lighting_coeffs):
@@ -117,6 +151,22 @@ def shade(albedo, normals, lighting_coeffs):
     irr = sum(gamma[:, c, k, None] * basis[k] for k in range(9))
     out.append(a * irr)
   return tuple(out)
+
+
+def smooth(planes, hit, height: int, width: int):
+  """A 3 x 3 binomial blur of per-pixel planes [B, N] over the covered pixels (hit [B, N]).
+
+  Used on the normals of small flat quads, whose shading would otherwise look faceted; uncovered
+  pixels neither contribute nor change.
+  """
+  def blur(x):
+    p = jnp.pad(x.reshape(-1, height, width), ((0, 0), (1, 1), (1, 1)))
+    rows = p[:, :, :-2] + 2.0 * p[:, :, 1:-1] + p[:, :, 2:]
+    return (rows[:, :-2] + 2.0 * rows[:, 1:-1] + rows[:, 2:]).reshape(x.shape)
+
+  mask = hit.astype(planes[0].dtype)
+  weight = 1.0 / jnp.maximum(blur(mask), 1.0)
+  return tuple(jnp.where(hit, blur(p * mask) * weight, p) for p in planes)
 
 
 def composite(colour, hit, background, height: int, width: int):

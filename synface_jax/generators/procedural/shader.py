@@ -93,10 +93,11 @@ def _skin(u, v, p):
 def _nose(u, v):
   """Darkening of the nostrils and the creases around the nose wings."""
   a = jnp.abs(u)
-  nostril = blob(a, v, 0.055, -0.445, 0.032, 0.016)
+  # Soft ovals a couple of pixels across: small hard ones alias into stray dark pixels.
+  nostril = blob(a, v, 0.052, -0.448, 0.04, 0.022)
   crease = blob(a, v, 0.13, -0.425, 0.035, 0.05) * (1 - blob(a, v, 0.11, -0.425, 0.03, 0.04))
   under = blob(u, v, 0.0, -0.465, 0.1, 0.02)
-  return 1.0 - 0.88 * nostril - 0.2 * crease - 0.15 * under
+  return 1.0 - 0.62 * nostril - 0.2 * crease - 0.12 * under
 
 
 class _EyeFrame(NamedTuple):
@@ -201,7 +202,8 @@ def _lip_layers(u, v, p):
 def _mouth_layers(u, m):
   """(inside, teeth, teeth shade, lip edge) on the fold rows (m in [0, 1]; -1 elsewhere)."""
   a = jnp.abs(u)
-  inner = (m >= 0).astype(u.dtype)
+  # Beyond the corners the fold rows lie on the cheeks (stretched when the jaw opens): skin there.
+  inner = (m >= 0) * f.smoothstep(f.MOUTH_U + 0.005, f.MOUTH_U - 0.02, a)
   mm = jnp.clip(m, 0.0, 1.0)
   shade = 0.93 - 0.125 * (1.0 + f.wave(u / 0.042)) - 0.3 * f.smoothstep(0.1, 0.2, a)
   upper = f.smoothstep(0.1, 0.16, mm) * f.smoothstep(0.42, 0.36, mm)
