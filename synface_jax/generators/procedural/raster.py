@@ -42,8 +42,12 @@ def _min4(a):
 
 
 def _fill_holes(zbuf):
-  """Gives an empty pixel the nearest key of its neighbours when they surround it on two sides."""
-  pad = jnp.pad(zbuf, ((0, 0), (1, 1), (1, 1)), constant_values=_EMPTY)
+  """Gives an empty pixel the nearest key of its neighbours when they surround it on two sides.
+
+  Beyond the image border the neighbour on the other side stands in (a reflection), so holes along
+  the border fill too.
+  """
+  pad = jnp.pad(zbuf, ((0, 0), (1, 1), (1, 1)), mode='reflect')
   up, down = pad[:, :-2, 1:-1], pad[:, 2:, 1:-1]
   left, right = pad[:, 1:-1, :-2], pad[:, 1:-1, 2:]
   full = lambda a: a != _EMPTY
