@@ -2,6 +2,7 @@
 
     python -m synface_jax.generate --config=configs/demo.py --out DIR
     python -m synface_jax.generate --out DIR --npz faces.npz --identities 100 --per-identity 10
+    python -m synface_jax.generate --generator discofacegan --option checkpoint=CKPT --out DIR
 
 Without --config the procedural generator's defaults are used. Writes into DIR:
   identities.png   8 identities (rows) x 8 draws of expression, pose, lighting and background;
@@ -38,6 +39,26 @@ def load_config(spec):
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   return module.get_config(arg) if arg else module.get_config()
+
+
+def with_generator(config, name, options):
+  """The config (or the base one) with generator.name and generator.<name>.KEY=VALUE set."""
+  import ast  # pylint: disable=g-import-not-at-top
+  from synface_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  config = config if config is not None and 'generator' in config else config_lib.base_config()
+  config.generator.name = name or config.generator.name
+  block = config.generator[config.generator.name]
+  for option in options:
+    key, sep, value = option.partition('=')
+    if not sep or key not in block:
+      raise SystemExit(f'generate: --option {option!r}: expected KEY=VALUE with KEY one of '
+                       f'{sorted(block.keys())}')
+    try:
+      value = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      pass  # A plain string, e.g. a path.
+    block[key] = value
+  return config
 
 
 def build(config):
@@ -156,10 +177,17 @@ def main(argv=None):
   parser.add_argument('--per-identity', type=int, default=8)
   parser.add_argument('--mixup', default=None, help="phi spec for --npz, e.g. 'synface' or 'fixed:0.8'")
   parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--generator', default=None,
+                      help="backend, overriding the config's (procedural, discofacegan)")
+  parser.add_argument('--option', action='append', default=[], metavar='KEY=VALUE',
+                      help="the backend's own option, e.g. checkpoint=DIR or preset=small")
   args = parser.parse_args(argv)
   if not args.out and not args.npz:
     parser.error('give --out and/or --npz')
-  generator, pool = build(load_config(args.config))
+  config = load_config(args.config)
+  if args.generator or args.option:
+    config = with_generator(config, args.generator, args.option)
+  generator, pool = build(config)
   params = generator.init(jax.random.PRNGKey(args.seed))
   key = jax.random.PRNGKey(args.seed + 1)
   if args.out:

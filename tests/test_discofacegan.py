@@ -307,3 +307,15 @@ def test_identity_mixup_with_phi_one_keeps_a(small_generator):
                                       jnp.ones((2,)))
   np.testing.assert_array_equal(mixed, a)
   np.testing.assert_array_equal(label.weights, [[1.0, 0.0], [1.0, 0.0]])
+
+
+def test_generate_cli_with_this_backend(tmp_path):
+  from synface_jax import generate
+  out = tmp_path / 'faces.npz'
+  generate.main(['--generator', 'discofacegan', '--option', 'preset=small', '--npz', str(out),
+                 '--identities', '2', '--per-identity', '2'])
+  faces = np.load(out)
+  assert faces['images'].shape == (4, 112, 112, 3) and faces['images'].dtype == np.uint8
+  np.testing.assert_array_equal(faces['labels'], [0, 0, 1, 1])
+  with pytest.raises(SystemExit, match='preset'):
+    generate.main(['--generator', 'discofacegan', '--option', 'nope=1', '--npz', str(out)])
