@@ -100,6 +100,9 @@ def _render_head(model, params, factors, image_size, template):
   v = _lookup(model.row_v, row, row_frac)
   m = _lookup(model.row_mouth, row, row_frac)
   paint = texture.decode(factors.identity[:, _SHAPE_DIM:])
+  # The broad skin tints per polygon, read with one packed gather.
+  tint = shader.skin_tint(model.skin_regions, paint)
+  tint = packing.read_exact(packing.tint_codec(), tint, [polygon_ids])[0]
 
   def albedo_layers(operands):
     u, v, m, expression, paint = operands
@@ -115,7 +118,7 @@ def _render_head(model, params, factors, image_size, template):
   normals = raster.unfused(smooth, (normals, hit), u[0, 0])
   rotation = jax.vmap(camera.rotation_matrix)(factors.pose)
   normals = normalize(camera.rotate(normals, rotation))
-  colour = render.shade(shader.colour(layers, paint), normals, factors.lighting)
+  colour = render.shade(shader.colour(layers, paint, tint), normals, factors.lighting)
   px, py = raster.pixel_centres(height, width)
   bg = background.background(factors.noise, px, py, height, width)
   return render.composite(colour, hit, bg, height, width), proj.landmarks

@@ -26,8 +26,8 @@ CROWN_ELEVATION = 1.5
 CHIN_ELEVATION = -1.2
 NECK_LENGTH = 0.7
 # The parts of the closed head that are kept (see the module docstring).
-MAX_AZIMUTH = 2.65
-MAX_CROWN_ELEVATION = 1.2
+MAX_AZIMUTH = 2.75
+MAX_CROWN_ELEVATION = 1.35
 MAX_NECK = 0.25
 _CROWN_RADIUS = 0.85
 _CHIN_RADIUS = 0.7

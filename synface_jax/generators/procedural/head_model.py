@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from synface_jax.generators.procedural import features, fields, grid as grid_lib, mesh, shape_basis, skull
+from synface_jax.generators.procedural import (features, fields, grid as grid_lib, mesh, shader, shape_basis,
+                                                skull)
 
 
 class ProceduralHead(NamedTuple):
@@ -20,7 +21,9 @@ class ProceduralHead(NamedTuple):
   [144], are [c @ coeff_map, 1] @ basis: coeff_map [144, R], basis [R + 1, 3 * V] (component-major
   rows, the last one the mean shape), R the rank of the 144 deformation fields, so one matrix
   product poses the whole batch. row_v, row_mouth: [rows] texture v and mouth-fold position
-  per grid row; col_u: [cols] texture u per column. landmark_ids, landmark_weights: [5, 4]
+  per grid row; col_u: [cols] texture u per column. skin_regions [R, P]: the weights of the
+  shader's broad skin tint regions (`shader.skin_regions`) at the polygons' centres, read per
+  polygon. landmark_ids, landmark_weights: [5, 4]
   bilinear combinations of vertices giving the eye centres, nose tip and mouth corners (image-left
   first).
   """
@@ -32,6 +35,7 @@ class ProceduralHead(NamedTuple):
   row_v: np.ndarray
   row_mouth: np.ndarray
   col_u: np.ndarray
+  skin_regions: np.ndarray
   landmark_ids: np.ndarray
   landmark_weights: np.ndarray
 
@@ -87,9 +91,15 @@ def build(resolution: float = 1.0) -> ProceduralHead:
   to_planes = lambda b: np.ascontiguousarray(np.transpose(b, (0, 2, 1)).reshape(b.shape[0], -1))
   coeff_map, basis = compress(np.concatenate([to_planes(ident), to_planes(expr)]))
   basis = np.concatenate([basis, mean.T.reshape(1, -1)]).astype(np.float32)
+  grid_mesh = mesh.GridMesh(g.rows, g.cols)
+  row, col = grid_mesh.polygon_cells(np.arange(grid_mesh.num_polygons))
+  centre_u = 0.5 * (g.azimuth[col] + g.azimuth[np.minimum(col + 1, g.cols - 1)])
+  centre_v = 0.5 * (g.v[row] + g.v[row + 1])
+  with jax.default_device(jax.devices('cpu')[0]):
+    regions = np.stack([np.asarray(w, np.float32) for w in shader.skin_regions(centre_u, centre_v)])
   return ProceduralHead(
       coeff_map=coeff_map, basis=basis,
-      mesh=mesh.GridMesh(g.rows, g.cols),
+      mesh=grid_mesh, skin_regions=regions,
       row_v=g.v.astype(np.float32), row_mouth=g.mouth.astype(np.float32),
       col_u=g.azimuth.astype(np.float32),
       landmark_ids=np.array([p[0] for p in points], np.int32),

@@ -55,6 +55,23 @@ def read(codec, planes, ids, anchor):
   return raster.unfused(gathers, (encode(planes), list(ids)), anchor)
 
 
+def read_exact(codec, planes, ids, exact=None):
+  """Planes (a tuple of [B, V]) at each index array in ids, read through codec's packed codes.
+
+  Returns a list (one per index array) of tuples of planes [B, N], decoded where they are used.
+  The gradient is that of exact(plain reads) (exact defaults to the identity; see `unit_codec`).
+  """
+  exact = exact or (lambda values: values)
+
+  def fast(planes, ids):
+    return [codec[1](c) for c in read(codec, planes, ids, planes[0][0, 0])]
+
+  def reference(planes, ids):
+    return [exact(tuple(gather(p, i) for p in planes)) for i in ids]
+
+  return straight_through(fast, reference)(tuple(planes), list(ids))
+
+
 def _quantise(x, lo, hi, bits):
   top = (1 << bits) - 1
   return jnp.clip(jnp.round((x - lo) * (top / (hi - lo))), 0, top).astype(jnp.uint32)
@@ -95,5 +112,18 @@ def unit_codec():
   def decode(code):
     parts = (code >> 21, (code >> 10) & 0x7FF, code & 0x3FF)
     return tuple(_dequantise(p, -1.0, 1.0, b) for p, b in zip(parts, bits))
+
+  return encode, decode
+
+
+def tint_codec():
+  """(encode, decode) of three relative colour changes in [-0.5, 0.5] (the skin tints), 10 bits
+  each (steps of 0.1 %)."""
+  def encode(planes):
+    q = [_quantise(c, -0.5, 0.5, 10) for c in planes]
+    return (q[0] << 20) | (q[1] << 10) | q[2]
+
+  def decode(code):
+    return tuple(_dequantise((code >> shift) & 0x3FF, -0.5, 0.5, 10) for shift in (20, 10, 0))
 
   return encode, decode

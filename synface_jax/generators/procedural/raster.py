@@ -41,16 +41,26 @@ def _min4(a):
       jnp.minimum(jnp.minimum(a[0], a[1]), a[2]))
 
 
-def _fill_holes(zbuf):
-  """Gives an empty pixel the nearest key of its neighbours when they surround it on two sides.
+def _fill_holes(zbuf, reach: int = 2):
+  """Gives an empty pixel the nearest key of its neighbours when covered pixels surround it on two
+  opposite sides, each within `reach` pixels (gaps up to 2 * reach - 1 wide close).
 
-  Beyond the image border the neighbour on the other side stands in (a reflection), so holes along
-  the border fill too.
+  Beyond the image border the pixels on the other side stand in (a reflection), so holes along the
+  border fill too.
   """
-  pad = jnp.pad(zbuf, ((0, 0), (1, 1), (1, 1)), mode='reflect')
-  up, down = pad[:, :-2, 1:-1], pad[:, 2:, 1:-1]
-  left, right = pad[:, 1:-1, :-2], pad[:, 1:-1, 2:]
+  height, width = zbuf.shape[1:]
+  pad = jnp.pad(zbuf, ((0, 0), (reach, reach), (reach, reach)), mode='reflect')
+  at = lambda dy, dx: pad[:, reach + dy:reach + dy + height, reach + dx:reach + dx + width]
   full = lambda a: a != _EMPTY
+
+  def side(dy, dx):
+    """The key of the nearest covered pixel in direction (dy, dx), within reach (or empty)."""
+    key = at(dy, dx)
+    for k in range(2, reach + 1):
+      key = jnp.where(full(key), key, at(k * dy, k * dx))
+    return key
+
+  up, down, left, right = side(-1, 0), side(1, 0), side(0, -1), side(0, 1)
   enclosed = (full(up) & full(down)) | (full(left) & full(right))
   nearest = jnp.minimum(jnp.minimum(up, down), jnp.minimum(left, right))
   return jnp.where((zbuf == _EMPTY) & enclosed, nearest, zbuf)

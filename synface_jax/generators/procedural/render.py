@@ -92,11 +92,7 @@ def rasterize(mesh, proj: Projection, height: int, width: int, polygon_planes=()
   else:
     weights = _barycentric(mesh, proj.x, proj.y, polygon_ids, height, width)
   if polygon_codec is not None and polygon_planes:
-    fast = lambda planes, ids: polygon_codec[1](
-        packing.read(polygon_codec, planes, [ids], planes[0][0, 0])[0])
-    exact = polygon_exact or (lambda planes: planes)
-    reference = lambda planes, ids: exact(tuple(gather(p, ids) for p in planes))
-    poly_values = packing.straight_through(fast, reference)(tuple(polygon_planes), polygon_ids)
+    poly_values = packing.read_exact(polygon_codec, polygon_planes, [polygon_ids], polygon_exact)[0]
   else:
     poly_values = raster.unfused(lambda ops: tuple(gather(p, ops[1]) for p in ops[0]),
                                  (tuple(polygon_planes), polygon_ids), anchor)

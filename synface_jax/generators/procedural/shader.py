@@ -1,12 +1,14 @@
 """Per-pixel albedo of the procedural head, painted on the (u, v) texture plane in two passes.
 
 `layers` computes, once per pixel, the scalar planes that say where each material is and how it is
-shaded: skin tints and cavities, eyes (sclera, iris, pupil, catchlight, lids), brows, facial hair,
+shaded: skin shading, eyes (sclera, iris, pupil, catchlight, lids), brows, facial hair,
 lips and the inside of the mouth, scalp hair. `colour` mixes the per-image colours of those
 materials with them, channel by channel. The renderer materialises the layers between the two, so
 the masks shared by the three channels are evaluated once (XLA would otherwise recompute the
-whole graph for every channel). Inputs are planes [B, N] (N pixels) and per-image parameters
-[B, 1] / [B, 3] from `texture.decode` and `eye_state`; the albedo is three planes in [0, 1].
+whole graph for every channel). The broad skin tints depend on (u, v) only through smooth region
+weights (`skin_regions`), so the renderer evaluates them per polygon. Inputs are planes [B, N]
+(N pixels) and per-image parameters [B, 1] / [B, 3] from `texture.decode` and `eye_state`; the
+albedo is three planes in [0, 1].
 """
 from typing import NamedTuple
 
@@ -27,7 +29,6 @@ _EAR_TINT = (0.06, -0.03, -0.03)
 
 class Layers(NamedTuple):
   """Scalar planes [B, N] of the albedo, in the order `colour` applies them."""
-  tint: tuple        # 3 planes: relative change of the skin colour per channel
   skin_shade: jax.Array  # cavities, nostrils, lids, eye shadow, stubble
   eye: jax.Array     # the eye aperture
   sclera: jax.Array  # shading of the white of the eye
@@ -74,20 +75,35 @@ def eye_state(expression):
   return openness, gaze_u, gaze_v
 
 
-def _skin(u, v, p):
-  """(tint planes, shade): regional tints (the albedo patterns), blush, ears; cavity shading."""
+def skin_regions(u, v):
+  """Weights of the skin's tint regions at texture coordinates (u, v): one plane per albedo
+  pattern region (`PATTERN_REGIONS`), then the blush and the ears. They depend on (u, v) alone."""
   a = jnp.abs(u)
   weights = [blob(a, v, *region) for region in PATTERN_REGIONS]
-  blush = p['blush'] * (blob(a, v, 0.42, -0.3, 0.17, 0.15) + 0.6 * blob(u, v, 0.0, -0.33, 0.07, 0.08))
-  ear = blob(a, v, f.EAR_U, f.EAR_V, 0.22, 0.33)
-  tint = tuple(sum(p['patterns'][:, k, c:c + 1] * w for k, w in enumerate(weights))
-               + _BLUSH_TINT[c] * blush + _EAR_TINT[c] * ear for c in range(3))
-  # Cavities that skylight reaches less: inner eye corners, mouth corners, under lip and jaw, ears.
-  cavity = (0.25 * blob(a, v, 0.16, 0.0, 0.07, 0.07) + 0.3 * blob(a, v, f.MOUTH_U + 0.01, f.MOUTH_V, 0.04, 0.035)
-            + 0.18 * blob(u, v, 0.0, -0.875, 0.16, 0.04) + 0.15 * blob(a, v, 0.3, -0.5, 0.06, 0.14)
-            + 0.35 * blob(a, v, f.EAR_U - 0.02, f.EAR_V - 0.05, 0.09, 0.12))
+  blush = blob(a, v, 0.42, -0.3, 0.17, 0.15) + 0.6 * blob(u, v, 0.0, -0.33, 0.07, 0.08)
+  return weights + [blush, blob(a, v, f.EAR_U, f.EAR_V, 0.22, 0.33)]
+
+
+def skin_tint(regions, p):
+  """Relative change of the skin colour (3 planes) from the region weights [R, ...] (as
+  `skin_regions`, stacked on a leading axis) and the identity's patterns and blush."""
+  weights, blush, ear = regions[:-2], regions[-2], regions[-1]
+  # Region weights shared by the batch ([R, P], per polygon) or per image ([R, B, N]).
+  spec = 'bkc,kp->bcp' if weights.ndim == 2 else 'bkc,kbp->bcp'
+  patterns = jnp.einsum(spec, p['patterns'], weights)
+  blush = p['blush'] * blush
+  return tuple(patterns[:, c] + _BLUSH_TINT[c] * blush + _EAR_TINT[c] * ear for c in range(3))
+
+
+def _cavity(u, v):
+  """Shading of cavities that skylight reaches less (inner eye and mouth corners, under the lip and
+  the jaw, the ears), a factor in (0, 1]."""
+  a = jnp.abs(u)
+  dark = (0.25 * blob(a, v, 0.16, 0.0, 0.07, 0.07) + 0.3 * blob(a, v, f.MOUTH_U + 0.01, f.MOUTH_V, 0.04, 0.035)
+          + 0.18 * blob(u, v, 0.0, -0.875, 0.16, 0.04) + 0.15 * blob(a, v, 0.3, -0.5, 0.06, 0.14)
+          + 0.35 * blob(a, v, f.EAR_U - 0.02, f.EAR_V - 0.05, 0.09, 0.12))
   under_jaw = f.smoothstep(-1.0, -1.25, v) * 0.3 * f.smoothstep(2.2, 1.0, a)
-  return tint, 1.0 - cavity - under_jaw
+  return 1.0 - dark - under_jaw
 
 
 def _nose(u, v):
@@ -223,23 +239,23 @@ def _hair(u, v, p):
 
 def layers(u, v, m, params, openness, gaze_u, gaze_v) -> Layers:
   """The albedo layers at texture coordinates u, v and mouth-fold position m (planes [B, N])."""
-  tint, cavity = _skin(u, v, params)
   beard, stubble, beard_tex = _beard(u, v, params)
-  skin_shade = cavity * _nose(u, v) * _lids(u, v, params, openness) * (1.0 - 0.35 * stubble)
+  skin_shade = _cavity(u, v) * _nose(u, v) * _lids(u, v, params, openness) * (1.0 - 0.35 * stubble)
   eye, sclera, iris, ring, pupil, glint, caruncle = _eye_layers(u, v, params, openness, gaze_u, gaze_v)
   lip, lip_shine, lip_line = _lip_layers(u, v, params)
   mouth, teeth, teeth_shade, lip_edge = _mouth_layers(u, m)
   hair, hair_tex = _hair(u, v, params)
-  return Layers(tint, skin_shade, eye, sclera, iris, ring, pupil, glint, caruncle,
-                _brow(u, v, params), beard, beard_tex, lip, lip_shine, lip_line, mouth, teeth,
-                teeth_shade, lip_edge, hair, hair_tex)
+  return Layers(skin_shade, eye, sclera, iris, ring, pupil, glint, caruncle, _brow(u, v, params),
+                beard, beard_tex, lip, lip_shine, lip_line, mouth, teeth, teeth_shade, lip_edge,
+                hair, hair_tex)
 
 
-def colour(layers: Layers, params):
-  """Albedo (three planes [B, N] in [0, 1]) from the layers and the per-image colours."""
+def colour(layers: Layers, params, tint):
+  """Albedo (three planes [B, N] in [0, 1]) from the layers, the per-image colours and the skin
+  tint (3 planes, `skin_tint`)."""
   l = layers
   skin, hair, iris, lip = (_rgb(params[k]) for k in ('skin', 'hair', 'iris', 'lip'))
-  out = tuple(c * (1 + t) * l.skin_shade for c, t in zip(skin, l.tint))
+  out = tuple(c * (1 + t) * l.skin_shade for c, t in zip(skin, tint))
   eye = tuple(c * l.sclera for c in _SCLERA)
   eye = _mix(eye, tuple(c * l.ring for c in iris), l.iris)
   eye = tuple(c * (1 - l.pupil) + 0.02 * l.pupil for c in eye)
@@ -258,5 +274,7 @@ def colour(layers: Layers, params):
 
 
 def albedo(u, v, m, params, openness, gaze_u, gaze_v):
-  """Albedo (three planes [B, N]) at texture coordinates u, v and mouth-fold position m."""
-  return colour(layers(u, v, m, params, openness, gaze_u, gaze_v), params)
+  """Albedo (three planes [B, N]) at texture coordinates u, v and mouth-fold position m, every
+  layer evaluated per pixel."""
+  tint = skin_tint(jnp.stack(skin_regions(u, v)), params)
+  return colour(layers(u, v, m, params, openness, gaze_u, gaze_v), params, tint)
