@@ -88,11 +88,11 @@ def skin_tint(regions, p):
   """Relative change of the skin colour (3 planes) from the region weights [R, ...] (as
   `skin_regions`, stacked on a leading axis) and the identity's patterns and blush."""
   weights, blush, ear = regions[:-2], regions[-2], regions[-1]
-  # Region weights shared by the batch ([R, P], per polygon) or per image ([R, B, N]).
-  spec = 'bkc,kp->bcp' if weights.ndim == 2 else 'bkc,kbp->bcp'
-  patterns = jnp.einsum(spec, p['patterns'], weights)
+  # Region weights shared by the batch ([R, P], per polygon) or per image ([R, B, N]); a sum of
+  # products rather than a matrix product, so it fuses into its consumer.
+  pattern = lambda c: sum(p['patterns'][:, k, c:c + 1] * w for k, w in enumerate(weights))
   blush = p['blush'] * blush
-  return tuple(patterns[:, c] + _BLUSH_TINT[c] * blush + _EAR_TINT[c] * ear for c in range(3))
+  return tuple(pattern(c) + _BLUSH_TINT[c] * blush + _EAR_TINT[c] * ear for c in range(3))
 
 
 def _cavity(u, v):
@@ -177,8 +177,10 @@ def _brow(u, v, p):
   centre = p['brow_height'] + p['brow_arch'] * (1 - jnp.square(2 * t - 1.1)) + p['brow_tilt'] * (t - 0.4)
   thick = p['brow_thick'] * (1.15 - 0.55 * f.smoothstep(0.3, 1.0, t))
   d = jnp.abs(v - centre) / thick
-  mask = f.smoothstep(1.0, 0.45, d) * f.smoothstep(-0.04, 0.06, t) * f.smoothstep(1.05, 0.9, t)
-  return p['brow_dark'] * mask
+  mask = f.smoothstep(1.0, 0.4, d) * f.smoothstep(-0.04, 0.08, t) * f.smoothstep(1.05, 0.88, t)
+  # Sparser at the inner end and towards the edges, with a little hair texture.
+  density = (0.75 + 0.25 * f.smoothstep(0.0, 0.3, t)) * (0.9 + 0.1 * f.wave(23.0 * t + 9.0 * v))
+  return p['brow_dark'] * mask * density
 
 
 def _beard(u, v, p):
@@ -191,7 +193,7 @@ def _beard(u, v, p):
   not_lip = 1.0 - jnp.clip(2.0 * lip_zone, 0.0, 1.0)
   amount = jnp.clip(p['beard'] * beard + p['moustache'] * moustache, 0.0, 1.0) * not_lip
   stubble = p['stubble'] * jnp.clip(beard + moustache, 0.0, 1.0) * not_lip
-  texture = 0.8 + 0.2 * f.wave((230.0 * a + 140.0 * v) / (2 * jnp.pi))
+  texture = 0.85 + 0.1 * f.wave(9.0 * a + 5.0 * v) + 0.05 * f.wave(23.0 * a - 11.0 * v)
   return 0.9 * amount, stubble, texture
 
 
@@ -210,7 +212,7 @@ def _lip_layers(u, v, p):
   a, s, upper_edge, lower_edge = _lip_frame(u, v, p)
   lips = f.smoothstep(0.004, -0.004, v - upper_edge) * f.smoothstep(-0.004, 0.004, v - lower_edge)
   lips = lips * f.smoothstep(1.0, 0.9, s)
-  line = 0.55 * f.smoothstep(0.008, 0.0, jnp.abs(v - f.MOUTH_V)) * f.smoothstep(1.05, 0.7, s)
+  line = 0.45 * f.smoothstep(0.013, 0.0, jnp.abs(v - f.MOUTH_V)) * f.smoothstep(1.05, 0.7, s)
   shine = 1.0 + 0.12 * blob(a, v, 0.0, -0.765, 0.12, 0.02)
   return lips, shine, line
 
@@ -230,11 +232,22 @@ def _mouth_layers(u, m):
 
 
 def _hair(u, v, p):
+  """(coverage, shading) of the scalp hair.
+
+  At 112 pixels single strands are not resolved (fine stripes would alias into a knitted look), so
+  the hair is drawn as what remains: an irregular, slightly fuzzy hairline, darker roots along it,
+  locks of a few pixels running along the strands (down the head), and a sheen across the crown.
+  """
+  phase = 3.7 * p['hairline'] + 1.3 * p['temples']  # per identity, so hairlines differ
   line = f.hairline(u, p['hairline'], p['temples'], p['sideburn'], p['hair_length'])
-  mask = f.smoothstep(line - 0.01, line + 0.035, v)
-  strands = 0.8 + 0.2 * f.wave((95.0 * u + 12.0 * v * v) / (2 * jnp.pi))
-  sheen = 1.0 + 0.25 * blob(u, v, 0.0, 1.05, 0.6, 0.25)
-  return mask, strands * sheen
+  line = line + 0.014 * f.wave(5.3 * u + phase) + 0.007 * f.wave(13.1 * u - phase)
+  fuzz = 0.008 * f.wave(11.0 * u + 2.0 * v)
+  mask = f.smoothstep(line - 0.022, line + 0.03, v + fuzz)
+  locks = (0.84 + 0.09 * f.wave(7.1 * u + 0.35 * f.wave(1.3 * v + phase))
+           + 0.05 * f.wave(19.3 * u + 1.7 * v + 0.5 * f.wave(2.9 * v)) + 0.02 * f.wave(41.0 * u - 3.1 * v))
+  roots = 1.0 - 0.18 * f.smoothstep(line + 0.08, line, v)
+  sheen = 1.0 + 0.3 * blob(u, v, 0.0, 1.0, 0.75, 0.2) * (0.7 + 0.3 * f.wave(8.3 * u))
+  return mask, locks * roots * sheen
 
 
 def layers(u, v, m, params, openness, gaze_u, gaze_v) -> Layers:

@@ -23,12 +23,13 @@ PATTERN_REGIONS = np.array([
     [0.0, -0.95, 0.3, 0.2], [0.3, -0.1, 0.18, 0.08], [0.75, -0.4, 0.35, 0.45],
     [0.0, -1.35, 0.9, 0.3], [0.0, 0.0, 1.3, 1.2]], np.float32)
 
-_SKIN = np.array([[0.97, 0.80, 0.70], [0.91, 0.71, 0.59], [0.80, 0.58, 0.45],
-                  [0.60, 0.41, 0.29], [0.40, 0.26, 0.17], [0.27, 0.17, 0.11]], np.float32)
+_SKIN = np.array([[0.98, 0.82, 0.74], [0.94, 0.75, 0.63], [0.86, 0.67, 0.51], [0.76, 0.55, 0.40],
+                  [0.62, 0.43, 0.29], [0.50, 0.33, 0.22], [0.37, 0.24, 0.15], [0.27, 0.17, 0.11]],
+                 np.float32)
 _HAIR = np.array([[0.78, 0.64, 0.42], [0.52, 0.38, 0.24], [0.32, 0.21, 0.13], [0.16, 0.10, 0.065],
                   [0.055, 0.045, 0.04]], np.float32)
-_IRIS = np.array([[0.20, 0.11, 0.06], [0.38, 0.25, 0.12], [0.33, 0.38, 0.22], [0.30, 0.42, 0.55]],
-                 np.float32)
+_IRIS = np.array([[0.16, 0.09, 0.05], [0.32, 0.19, 0.09], [0.45, 0.30, 0.12], [0.40, 0.38, 0.18],
+                  [0.30, 0.42, 0.28], [0.38, 0.45, 0.50], [0.28, 0.42, 0.62]], np.float32)
 
 
 def _mixing_matrix():
@@ -55,17 +56,17 @@ def decode(coeffs):
   """Shader parameters from texture coefficients [B, 80]: a dict of [B, 1] or [B, 3] arrays."""
   t = {name: coeffs[:, i] for i, name in enumerate(NAMES)}
   sig = jax.nn.sigmoid
-  tone = sig(1.2 * t['skin_tone'] - 0.5)
+  tone = sig(1.3 * t['skin_tone'] - 0.45)
   skin = _palette(_SKIN, tone)
-  skin = skin * (1 + 0.05 * t['skin_red'][:, None] * jnp.array([1.0, -0.6, -0.6]))
-  skin = skin * (1 + 0.025 * jnp.tanh(t['skin_yellow'])[:, None] * jnp.array([0.2, 0.3, -1.0]))
+  skin = skin * (1 + 0.07 * jnp.tanh(t['skin_red'])[:, None] * jnp.array([1.0, -0.6, -0.6]))
+  skin = skin * (1 + 0.05 * jnp.tanh(t['skin_yellow'])[:, None] * jnp.array([0.2, 0.3, -1.0]))
   hair_pos = sig(1.4 * t['hair_dark'] + 1.3 + 1.5 * tone)
   hair = _palette(_HAIR, hair_pos)
   hair = hair * (1 + 0.25 * jnp.tanh(t['hair_warm'])[:, None] * jnp.array([0.6, -0.1, -0.6]))
   grey = sig(2.0 * (t['hair_grey'] - 1.6))[:, None]
   hair = hair * (1 - grey) + grey * jnp.array([0.62, 0.6, 0.58])
-  iris = _palette(_IRIS, sig(1.6 * t['iris_hue'] - 1.2 + 0.0 * tone) * (1 - 0.8 * tone))
-  iris = iris * (1 + 0.25 * jnp.tanh(t['iris_light']))[:, None]
+  iris = _palette(_IRIS, sig(1.8 * t['iris_hue'] - 0.6) * (1 - 0.75 * tone))
+  iris = iris * (1 + 0.3 * jnp.tanh(t['iris_light']))[:, None]
   lip = skin * jnp.array([0.86, 0.64, 0.66]) * (1 + 0.06 * jnp.tanh(t['lip_red'])[:, None] * jnp.array([0.5, -1, -1]))
   lip = lip * (1 - 0.12 * sig(t['lip_dark']))[:, None]
   patterns = jnp.einsum('bk,krc->brc', coeffs[:, len(NAMES):], jnp.asarray(_MIX))
@@ -78,7 +79,7 @@ def decode(coeffs):
       'hair_length': col(0.9 * sig(2.2 * (t['hair_length'] - 0.8))),
       'sideburn': col(-0.05 - 0.15 * sig(1.5 * t['sideburns'])),
       'brow_dark': col(0.55 + 0.3 * sig(t['brow_dark'])),
-      'brow_thick': col(0.021 + 0.007 * jnp.tanh(t['brow_thick'])),
+      'brow_thick': col(0.026 + 0.009 * jnp.tanh(t['brow_thick'])),
       'brow_arch': col(0.03 + 0.015 * jnp.tanh(t['brow_arch'])),
       'brow_height': col(0.215 + 0.02 * jnp.tanh(t['brow_height'])),
       'brow_tilt': col(0.04 * jnp.tanh(t['brow_tilt'])),
