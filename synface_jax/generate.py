@@ -16,6 +16,7 @@ Without --config the procedural generator's defaults are used. Writes into DIR:
 `mix_ids` / `mix_weights` hold the soft labels.
 """
 import argparse
+import functools
 import importlib.util
 import os
 
@@ -98,6 +99,15 @@ def _neutral(factors: Factors) -> Factors:
 
 def sweeps(generator, params, key):
   """Factor sweeps of one identity: dict of name -> (factors batch, rows, cols)."""
+  pose, light, expr = _sweep_factors(generator, params, key)
+  return {'pose': (pose, 3, 9), 'lighting': (light, 2, 9), 'expression': (expr, 7, 9)}
+
+
+# The factor builders below are compiled (one program each): op by op, each of their many small
+# array operations would be compiled on its own.
+@functools.partial(jax.jit, static_argnums=0)
+def _sweep_factors(generator, params, key):
+  """(pose, lighting, expression) sweeps of one identity, as stacked factors."""
   from synface_jax.generators.procedural import lighting as sh  # pylint: disable=g-import-not-at-top
   base = _neutral(generator.sample(key, generator.identity(params, 0)))
   angles = np.linspace(-1, 1, 9)
@@ -115,15 +125,16 @@ def sweeps(generator, params, key):
   for index in (0, 1, 2, 3, 4, 5, 6):
     for a in np.linspace(-1.0, 2.0, 9):
       expr.append(base._replace(expression=jnp.zeros(64).at[index].set(a)))
-  return {'pose': (_stack(pose), 3, 9), 'lighting': (_stack(light), 2, 9),
-          'expression': (_stack(expr), 7, 9)}
+  return _stack(pose), _stack(light), _stack(expr)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 3, 4))
 def identity_grid(generator, params, key, count=8, draws=8):
   coeffs = jax.vmap(generator.identity, in_axes=(None, 0))(params, jnp.repeat(jnp.arange(count), draws))
   return jax.vmap(generator.sample)(jax.random.split(key, count * draws), coeffs)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 3, 4, 5))
 def mixup_strips(generator, params, key, pool, pairs=4, steps=11):
   k_ids, k_draw = jax.random.split(key)
   a = jax.random.randint(k_ids, (pairs,), 0, pool)
@@ -137,9 +148,15 @@ def mixup_strips(generator, params, key, pool, pairs=4, steps=11):
   return draws._replace(pose=draws.pose * 0.3)
 
 
+@functools.lru_cache(maxsize=None)
+def _jitted_render(generator):
+  """The generator's render, compiled once per generator (each jax.jit wrapper compiles anew)."""
+  return jax.jit(generator.render)
+
+
 def render_all(generator, params, factors, batch_size=64):
   """uint8 images of a batch of factors, rendered in chunks of one shape (one compilation)."""
-  render = jax.jit(generator.render)
+  render = _jitted_render(generator)
   n = factors.pose.shape[0]
   out = []
   for start in range(0, n, batch_size):
@@ -149,20 +166,28 @@ def render_all(generator, params, factors, batch_size=64):
   return np.concatenate(out)
 
 
-def write_npz(path, generator, params, key, identities, per_identity, pool, spec=None, batch_size=64):
-  """Saves faces of `identities` x `per_identity` (optionally mixed) as arrays; see module doc."""
-  labels = np.repeat(np.arange(identities), per_identity)
-  ids = jnp.asarray(labels, jnp.int32)
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def _npz_factors(generator, params, key, ids, pool, spec):
+  """Factors of one face per id, identities mixed with random partners when spec is given."""
   coeffs = jax.vmap(generator.identity, in_axes=(None, 0))(params, ids)
   k_draw, k_partner, k_phi = jax.random.split(key, 3)
-  extra = {}
+  label = None
   if spec:
-    partners = mixup.sample_partners(k_partner, ids, max(pool, identities))
+    partners = mixup.sample_partners(k_partner, ids, pool)
     phi = mixup.make_sampler(spec)(k_phi, ids.shape)
     other = jax.vmap(generator.identity, in_axes=(None, 0))(params, partners)
     coeffs, label = mixup.identity_mixup(coeffs, other, ids, partners, phi)
+  return jax.vmap(generator.sample)(jax.random.split(k_draw, ids.shape[0]), coeffs), label
+
+
+def write_npz(path, generator, params, key, identities, per_identity, pool, spec=None, batch_size=64):
+  """Saves faces of `identities` x `per_identity` (optionally mixed) as arrays; see module doc."""
+  labels = np.repeat(np.arange(identities), per_identity)
+  factors, label = _npz_factors(generator, params, key, jnp.asarray(labels, jnp.int32),
+                                max(pool, identities), spec)
+  extra = {}
+  if spec:
     extra = {'mix_ids': np.asarray(label.ids), 'mix_weights': np.asarray(label.weights)}
-  factors = jax.vmap(generator.sample)(jax.random.split(k_draw, len(labels)), coeffs)
   images = render_all(generator, params, factors, batch_size)
   arrays = {name: np.asarray(value) for name, value in factors._asdict().items()}
   np.savez(path, images=images, labels=labels.astype(np.int64), **arrays, **extra)

@@ -4,7 +4,9 @@ u is the azimuth around the head's vertical axis (0 straight ahead) and v the he
 (u, v) is close to the frontal (x, y) of the surface in model units (about 10 cm). Landmark
 positions of the mean face are named here so geometry and texture agree.
 """
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 EYE_U, EYE_V = 0.31, 0.0
 NOSE_TIP_V = -0.345
@@ -16,38 +18,47 @@ NOSE_LANDMARK_V = -0.322
 MOUTH_LANDMARK_U = 0.252
 
 
+def xp(*arrays):
+  """The array module for arrays: numpy when none is a JAX array (the model is built in numpy,
+  which runs its many small operations without compiling each), jax.numpy otherwise."""
+  return jnp if any(isinstance(a, jax.Array) for a in arrays) else np
+
+
 def gauss(u, v, cu, cv, su, sv):
   """A Gaussian bump of height 1 centred at (cu, cv) with widths (su, sv)."""
-  return jnp.exp(-jnp.square((u - cu) / su) - jnp.square((v - cv) / sv))
+  a, b = (u - cu) / su, (v - cv) / sv
+  return xp(a, b).exp(-a * a - b * b)
 
 
 def smoothstep(e0, e1, x):
   """0 below e0, 1 above e1 (or the reverse when e0 > e1), cubic in between."""
-  t = jnp.clip((x - e0) / (e1 - e0), 0.0, 1.0)
+  t = xp(x, e0, e1).clip((x - e0) / (e1 - e0), 0.0, 1.0)
   return t * t * (3.0 - 2.0 * t)
 
 
 def ellipse(u, v, cu, cv, su, sv):
   """Squared normalised distance from (cu, cv): 1 on the ellipse of radii (su, sv)."""
-  return jnp.square((u - cu) / su) + jnp.square((v - cv) / sv)
+  a, b = (u - cu) / su, (v - cv) / sv
+  return a * a + b * b
 
 
 def wave(x):
   """A smooth periodic wave of period 1 in [-1, 1] (close to cos(2 pi x)), without the range
   reduction of a cosine, which costs many times more on CPU."""
-  tri = jnp.abs(2.0 * (x - jnp.floor(x)) - 1.0)
+  m = xp(x)
+  tri = m.abs(2.0 * (x - m.floor(x)) - 1.0)
   return 2.0 * tri * tri * (3.0 - 2.0 * tri) - 1.0
 
 
 def root4(x):
   """x ** 0.75 for x >= 0 from square roots (a power costs a log and an exp)."""
-  r = jnp.sqrt(x)
-  return r * jnp.sqrt(r)
+  r = xp(x).sqrt(x)
+  return r * xp(x).sqrt(r)
 
 
 def front(u, width=1.3):
   """1 on the face (|u| small), fading to 0 towards the sides."""
-  return smoothstep(width, 0.6 * width, jnp.abs(u))
+  return smoothstep(width, 0.6 * width, xp(u).abs(u))
 
 
 def hairline(u, forehead, temple, sideburn, length):
@@ -63,9 +74,10 @@ def hairline(u, forehead, temple, sideburn, length):
   heights = (forehead, forehead - 0.02, temple, 0.5 * (temple + sideburn) + 0.1, sideburn, sideburn,
              over_ear, over_ear, nape)
   # Piecewise linear in |u| as a sum of clipped ramps (works with per-image heights).
-  a = jnp.abs(u)
+  m = xp(u, forehead, temple, sideburn, length)
+  a = m.abs(u)
   out = heights[0] + 0.0 * a
   for k in range(len(knots) - 1):
     span = knots[k + 1] - knots[k]
-    out = out + (heights[k + 1] - heights[k]) * jnp.clip((a - knots[k]) / span, 0.0, 1.0)
+    out = out + (heights[k + 1] - heights[k]) * m.clip((a - knots[k]) / span, 0.0, 1.0)
   return out

@@ -6,8 +6,6 @@ Built once per mesh resolution from code alone (no data files): a base skull cas
 import functools
 from typing import NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from synface_jax.generators.procedural import (features, fields, grid as grid_lib, mesh, shader, shape_basis,
@@ -78,12 +76,10 @@ def build(resolution: float = 1.0) -> ProceduralHead:
   base_points, base_normals = skull.base_surface(g)
   uv = g.uv()
   mouth = np.repeat(g.mouth, g.cols)
-  with jax.default_device(jax.devices('cpu')[0]):
-    mean = np.asarray(features.mean_shape(jnp.asarray(base_points), jnp.asarray(base_normals),
-                                          jnp.asarray(uv), jnp.asarray(mouth)), np.float32)
-    surface = shape_basis.Surface(uv, mouth, base_points, base_normals)
-    ident = np.asarray(shape_basis.identity_basis(surface), np.float32)
-    expr = np.asarray(shape_basis.expression_basis(surface), np.float32)
+  mean = features.mean_shape(base_points, base_normals, uv, mouth).astype(np.float32)
+  surface = shape_basis.Surface(uv, mouth, base_points, base_normals)
+  ident = shape_basis.identity_basis(surface).astype(np.float32)
+  expr = shape_basis.expression_basis(surface).astype(np.float32)
   points = [_landmark(g, -fields.EYE_U, fields.EYE_V), _landmark(g, fields.EYE_U, fields.EYE_V),
             _landmark(g, 0.0, fields.NOSE_LANDMARK_V),
             _landmark(g, -fields.MOUTH_LANDMARK_U, 0.0, fold=0.5),
@@ -95,8 +91,7 @@ def build(resolution: float = 1.0) -> ProceduralHead:
   row, col = grid_mesh.polygon_cells(np.arange(grid_mesh.num_polygons))
   centre_u = 0.5 * (g.azimuth[col] + g.azimuth[np.minimum(col + 1, g.cols - 1)])
   centre_v = 0.5 * (g.v[row] + g.v[row + 1])
-  with jax.default_device(jax.devices('cpu')[0]):
-    regions = np.stack([np.asarray(w, np.float32) for w in shader.skin_regions(centre_u, centre_v)])
+  regions = np.stack(shader.skin_regions(centre_u, centre_v)).astype(np.float32)
   return ProceduralHead(
       coeff_map=coeff_map, basis=basis,
       mesh=grid_mesh, skin_regions=regions,

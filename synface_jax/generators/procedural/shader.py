@@ -53,7 +53,8 @@ class Layers(NamedTuple):
 
 def blob(u, v, cu, cv, su, sv):
   """A cheap compact bump: (1 - r^2)^2 inside the ellipse of radii (su, sv), 0 outside."""
-  return jnp.square(jnp.maximum(1.0 - f.ellipse(u, v, cu, cv, su, sv), 0.0))
+  inside = f.xp(u, v).maximum(1.0 - f.ellipse(u, v, cu, cv, su, sv), 0.0)
+  return inside * inside
 
 
 def _mix(base, colour, weight):
@@ -78,7 +79,7 @@ def eye_state(expression):
 def skin_regions(u, v):
   """Weights of the skin's tint regions at texture coordinates (u, v): one plane per albedo
   pattern region (`PATTERN_REGIONS`), then the blush and the ears. They depend on (u, v) alone."""
-  a = jnp.abs(u)
+  a = f.xp(u, v).abs(u)
   weights = [blob(a, v, *region) for region in PATTERN_REGIONS]
   blush = blob(a, v, 0.42, -0.3, 0.17, 0.15) + 0.6 * blob(u, v, 0.0, -0.33, 0.07, 0.08)
   return weights + [blush, blob(a, v, f.EAR_U, f.EAR_V, 0.22, 0.33)]

@@ -5,7 +5,6 @@ Each basis vector is a smooth displacement field [V, 3] over the mesh, built fro
 is a typical (one standard deviation) change. The first fields are named (face width, nose length,
 smile, ...); the rest are random smooth local deformations with decreasing size.
 """
-import jax.numpy as jnp
 import numpy as np
 
 from synface_jax.generators.procedural import fields as f
@@ -30,24 +29,24 @@ class Surface:
   """What the fields are built from: texture coordinates, mouth-fold position, base geometry."""
 
   def __init__(self, uv, mouth, points, normals):
-    self.u = jnp.asarray(uv[:, 0])
-    self.v = jnp.asarray(uv[:, 1])
-    self.a = jnp.abs(self.u)
-    self.side = jnp.sign(self.u)
-    self.mouth = jnp.asarray(mouth)
-    self.points = jnp.asarray(points)
-    self.normals = jnp.asarray(normals)
+    self.u = np.asarray(uv[:, 0])
+    self.v = np.asarray(uv[:, 1])
+    self.a = np.abs(self.u)
+    self.side = np.sign(self.u)
+    self.mouth = np.asarray(mouth)
+    self.points = np.asarray(points)
+    self.normals = np.asarray(normals)
     self.face = f.front(self.u, 1.25)
 
   def along_normal(self, w):
     return w[:, None] * self.normals
 
   def axis(self, w, x=0.0, y=0.0, z=0.0):
-    return w[:, None] * jnp.array([x, y, z])
+    return w[:, None] * np.array([x, y, z])
 
   def lateral(self, w):
     """Outward sideways (+x on the right half, -x on the left)."""
-    return (w * self.side)[:, None] * jnp.array([1.0, 0.0, 0.0])
+    return (w * self.side)[:, None] * np.array([1.0, 0.0, 0.0])
 
   def g(self, cu, cv, su, sv, mirrored=True):
     return f.gauss(self.a if mirrored else self.u, self.v, cu, cv, su, sv)
@@ -57,30 +56,30 @@ class Surface:
 
   def jaw(self):
     """Weight of the lower jaw: 1 below the lip line in front, fading up the cheeks and on the neck."""
-    fold = jnp.where(self.mouth >= 0, jnp.clip(self.mouth, 0.0, 1.0), 0.0)
-    below = jnp.where(self.mouth >= 0, fold, (self.v < f.MOUTH_V).astype(jnp.float32))
+    fold = np.where(self.mouth >= 0, np.clip(self.mouth, 0.0, 1.0), 0.0)
+    below = np.where(self.mouth >= 0, fold, (self.v < f.MOUTH_V).astype(np.float32))
     lips_side = f.smoothstep(f.MOUTH_U + 0.15, f.MOUTH_U - 0.05, self.a)
     cheek = f.smoothstep(-0.4, -0.9, self.v) * f.smoothstep(1.5, 0.9, self.a)
-    w = jnp.maximum(below * lips_side, cheek * f.smoothstep(f.MOUTH_V + 0.02, f.MOUTH_V - 0.2, self.v))
+    w = np.maximum(below * lips_side, cheek * f.smoothstep(f.MOUTH_V + 0.02, f.MOUTH_V - 0.2, self.v))
     return w * f.smoothstep(-1.8, -1.2, self.v)
 
 
 def _identity_named(s: Surface):
   lower = s.below(-0.25, -0.95) * s.face
   x0 = s.points[:, 0]
-  eye_c = jnp.stack([s.side * f.EYE_U, jnp.full_like(s.u, f.EYE_V)], -1)
+  eye_c = np.stack([s.side * f.EYE_U, np.full_like(s.u, f.EYE_V)], -1)
   eye_w = s.g(f.EYE_U, f.EYE_V, 0.16, 0.12)
-  eye_scale = jnp.concatenate([(jnp.stack([s.u, s.v], -1) - eye_c) * eye_w[:, None], 0 * s.u[:, None]], -1)
+  eye_scale = np.concatenate([(np.stack([s.u, s.v], -1) - eye_c) * eye_w[:, None], 0 * s.u[:, None]], -1)
   ear_w = s.g(f.EAR_U, f.EAR_V, 0.25, 0.38)
-  ear_c = jnp.stack([s.side * f.EAR_U, jnp.full_like(s.u, f.EAR_V)], -1)
-  ear_scale = jnp.concatenate([0 * s.u[:, None], (s.v - f.EAR_V)[:, None] * ear_w[:, None],
+  ear_c = np.stack([s.side * f.EAR_U, np.full_like(s.u, f.EAR_V)], -1)
+  ear_scale = np.concatenate([0 * s.u[:, None], (s.v - f.EAR_V)[:, None] * ear_w[:, None],
                                0 * s.u[:, None]], -1)
   del ear_c
   hair = f.smoothstep(0.55, 0.9, s.v) + f.smoothstep(1.7, 2.3, s.a) * s.below(-0.6, 0.0)
-  hair = jnp.clip(hair, 0, 1)
+  hair = np.clip(hair, 0, 1)
   fields = {
       'face_width': s.axis(x0 * 0.09 * s.below(-1.3, -0.6), x=1.0),
-      'face_length': s.axis(-0.07 * jnp.clip((-0.4 - s.v) / 0.6, 0.0, 1.0) * f.smoothstep(2.2, 1.2, s.a), y=1.0),
+      'face_length': s.axis(-0.07 * np.clip((-0.4 - s.v) / 0.6, 0.0, 1.0) * f.smoothstep(2.2, 1.2, s.a), y=1.0),
       'jaw_width': s.lateral(0.05 * s.g(0.75, -0.85, 0.4, 0.28) * s.below(-1.6, -1.2)),
       'chin_forward': s.axis(0.045 * s.g(0.0, -1.0, 0.2, 0.15), z=1.0),
       'chin_down': s.axis(-0.035 * s.g(0.0, -1.05, 0.17, 0.14), y=1.0),
@@ -93,7 +92,7 @@ def _identity_named(s: Surface):
       'nose_tip_up': s.axis(0.025 * s.g(0.0, -0.38, 0.08, 0.07), y=1.0),
       'nose_hump': s.along_normal(0.018 * s.g(0.0, -0.12, 0.05, 0.06)),
       'eye_spacing': s.lateral(0.022 * s.g(f.EYE_U, 0.03, 0.17, 0.14)),
-      'eye_size': jnp.concatenate([0.13 * eye_scale[:, :2], 0 * s.u[:, None]], -1) * s.face[:, None],
+      'eye_size': np.concatenate([0.13 * eye_scale[:, :2], 0 * s.u[:, None]], -1) * s.face[:, None],
       'eye_depth': s.along_normal(-0.025 * s.g(f.EYE_U, 0.02, 0.15, 0.11)),
       'brow_ridge': s.along_normal(0.028 * s.g(0.26, 0.19, 0.26, 0.07)),
       'eyes_height': s.axis(0.025 * s.g(0.3, 0.05, 0.3, 0.18), y=1.0),
@@ -141,7 +140,7 @@ def _random_fields(s: Surface, count, seed, region, amplitude, num_bumps):
       d = rng.normal(size=3)
       d /= np.linalg.norm(d)
       side = s.side if mirrored else 1.0
-      bumps.append(w[:, None] * jnp.stack([d[0] * side + 0 * s.u, d[1] + 0 * s.u, d[2] + 0 * s.u], -1))
+      bumps.append(w[:, None] * np.stack([d[0] * side + 0 * s.u, d[1] + 0 * s.u, d[2] + 0 * s.u], -1))
   out = []
   for k in range(count):
     picks = rng.choice(num_bumps, size=rng.integers(2, 4), replace=False)
@@ -154,15 +153,15 @@ def identity_basis(s: Surface):
   """[80, V, 3] identity shape basis."""
   named = _identity_named(s)
   rest = _random_fields(s, 80 - len(named), 7, ((-0.7, 0.7), (-1.1, 0.6)), 0.012, 16)
-  return jnp.stack(named + rest)
+  return np.stack(named + rest)
 
 
 def _expression_named(s: Surface):
   jaw = s.jaw()
-  pivot = jnp.array([0.0, -0.25, -0.35])
+  pivot = np.array([0.0, -0.25, -0.35])
   r = s.points - pivot
-  rot_x = jnp.stack([0 * r[:, 0], -r[:, 2], r[:, 1]], -1)   # d/d(angle) of a rotation about +x
-  rot_y = jnp.stack([r[:, 2], 0 * r[:, 0], -r[:, 0]], -1)   # about +y
+  rot_x = np.stack([0 * r[:, 0], -r[:, 2], r[:, 1]], -1)   # d/d(angle) of a rotation about +x
+  rot_y = np.stack([r[:, 2], 0 * r[:, 0], -r[:, 0]], -1)   # about +y
   corner = s.g(f.MOUTH_U, f.MOUTH_V, 0.1, 0.1)
   cheeks = s.g(0.42, -0.32, 0.16, 0.15)
   lids_lower = s.g(f.EYE_U, -0.07, 0.13, 0.04)
@@ -195,8 +194,8 @@ def _expression_named(s: Surface):
       'lips_press': s.along_normal(-0.02 * lips),
       'smile_right': smile * right[:, None],
       'brow_right': brow_up * right[:, None],
-      'gaze_side': jnp.zeros_like(s.points),
-      'gaze_up': jnp.zeros_like(s.points),
+      'gaze_side': np.zeros_like(s.points),
+      'gaze_up': np.zeros_like(s.points),
   }
   return [fields[name] for name in EXPRESSION_NAMES]
 
@@ -205,4 +204,4 @@ def expression_basis(s: Surface):
   """[64, V, 3] expression basis."""
   named = _expression_named(s)
   rest = _random_fields(s, 64 - len(named), 11, ((-0.6, 0.6), (-0.95, 0.3)), 0.007, 12)
-  return jnp.stack(named + rest)
+  return np.stack(named + rest)
