@@ -24,14 +24,15 @@ class ProceduralGenerator:
     seed: seed of the identity pool.
     template: 'arcface' or 'synface' five-point alignment template; by default 'synface' for
       112 x 96-shaped images and 'arcface' otherwise.
-    resolution: mesh density of the procedural head (0.9 gives quads of about 1.7 pixels on a
-      112-pixel face; scale it with the image size, e.g. 0.3 for 32 x 32).
+    resolution: mesh density of the procedural head (0.8 gives quads of about 2 pixels on a
+      112-pixel face, as fine as the rasteriser's 2 x 2 pixel windows allow; scale it with the
+      image size, e.g. 0.3 for 32 x 32).
     bfm_path: a `BFM_model_front.mat` file; when given, faces come from that Basel Face Model
       (shape, expression and texture bases, no hair or eyes beyond its texture) instead.
   """
 
   def __init__(self, image_size=None, num_identities: int = 10000, seed: int = 0,
-               template=None, resolution: float = 0.9, bfm_path=None):
+               template=None, resolution: float = 0.8, bfm_path=None):
     if image_size is None:
       image_size = (112, 96) if template == 'synface' else (112, 112)
     if template is None:

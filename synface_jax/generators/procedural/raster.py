@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 _EMPTY = np.iinfo(np.int32).max
+_BORDER = _EMPTY - 1  # Above every key (keys quantise depth to at most 2^31 - 2, see visibility).
 
 
 def unfused(fn, operands, anchor):
@@ -45,11 +46,11 @@ def _fill_holes(zbuf, reach: int = 2):
   """Gives an empty pixel the nearest key of its neighbours when covered pixels surround it on two
   opposite sides, each within `reach` pixels (gaps up to 2 * reach - 1 wide close).
 
-  Beyond the image border the pixels on the other side stand in (a reflection), so holes along the
-  border fill too.
+  Beyond the image border lies a sentinel key that counts as covered but loses to every real key,
+  so holes along the border fill too (from the inside).
   """
   height, width = zbuf.shape[1:]
-  pad = jnp.pad(zbuf, ((0, 0), (reach, reach), (reach, reach)), mode='reflect')
+  pad = jnp.pad(zbuf, ((0, 0), (reach, reach), (reach, reach)), constant_values=_BORDER)
   at = lambda dy, dx: pad[:, reach + dy:reach + dy + height, reach + dx:reach + dx + width]
   full = lambda a: a != _EMPTY
 
