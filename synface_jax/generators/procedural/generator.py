@@ -92,7 +92,7 @@ def _render_head(model, params, factors, image_size, template):
   # The whole mesh (neck included) lies within 3.5 units of the origin, 10 units from the camera.
   polygon_ids, hit, weights, normals, _ = render.rasterize(
       model.mesh, proj, height, width, normals, depth_range=(6.0, 14.0),
-      polygon_codec=packing.unit_codec(), polygon_exact=normalize)
+      polygon_codec=packing.unit_codec(), polygon_exact=normalize, see_through=0.15)
   row, col = model.mesh.polygon_cells(polygon_ids)
   offsets = model.mesh.CORNER_OFFSETS
   row_frac = sum(w * float(o) for w, o in zip(weights, offsets[:, 0]) if o)

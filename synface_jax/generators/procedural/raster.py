@@ -42,9 +42,11 @@ def _min4(a):
       jnp.minimum(jnp.minimum(a[0], a[1]), a[2]))
 
 
-def _fill_holes(zbuf, reach: int = 2):
-  """Gives an empty pixel the nearest key of its neighbours when covered pixels surround it on two
-  opposite sides, each within `reach` pixels (gaps up to 2 * reach - 1 wide close).
+def _fill_holes(zbuf, gap=None, reach: int = 2):
+  """Gives a pixel the nearest key of its neighbours when covered pixels surround it on two
+  opposite sides, each within `reach` pixels (gaps up to 2 * reach - 1 wide close), and it is
+  empty, or (with `gap`, in key units) it sees something farther than both sides by more than gap:
+  a surface behind, through a crack between polygons seen edge-on.
 
   Beyond the image border lies a sentinel key that counts as covered but loses to every real key,
   so holes along the border fill too (from the inside).
@@ -64,11 +66,17 @@ def _fill_holes(zbuf, reach: int = 2):
   up, down, left, right = side(-1, 0), side(1, 0), side(0, -1), side(0, 1)
   enclosed = (full(up) & full(down)) | (full(left) & full(right))
   nearest = jnp.minimum(jnp.minimum(up, down), jnp.minimum(left, right))
-  return jnp.where((zbuf == _EMPTY) & enclosed, nearest, zbuf)
+  hole = zbuf == _EMPTY
+  if gap is not None:
+    real = lambda a: full(a) & (a != _BORDER)
+    behind = lambda a, b: real(a) & real(b) & (zbuf - jnp.maximum(a, b) > gap)
+    hole = hole | behind(up, down) | behind(left, right)
+  return jnp.where(hole & enclosed, nearest, zbuf)
 
 
 def visibility(corner_x, corner_y, depth, height: int, width: int, window: int = 2,
-               cull_back: bool = True, fill_holes: bool = True, depth_range=None, valid=None):
+               cull_back: bool = True, fill_holes: bool = True, depth_range=None, valid=None,
+               see_through=None):
   """The nearest polygon covering each pixel centre.
 
   Args:
@@ -82,6 +90,9 @@ def visibility(corner_x, corner_y, depth, height: int, width: int, window: int =
     fill_holes: fill single empty pixels enclosed by covered ones.
     depth_range: (near, far) bounds of the depth for the key; per image min and max by default.
     valid: optional bool [P], False for polygon ids that are not polygons (never drawn).
+    see_through: with fill_holes, a depth difference: a pixel that sees a polygon farther than
+      this behind the polygons on two opposite sides of it takes the nearer one instead (thin
+      polygons seen edge-on can miss pixel centres and let a surface behind show through).
 
   Returns:
     (polygon_ids int32 [B, H * W], hit bool [B, H * W]); ids are 0 where nothing was hit.
@@ -105,6 +116,10 @@ def visibility(corner_x, corner_y, depth, height: int, width: int, window: int =
   top = (1 << depth_bits) - 2
   quant = jnp.clip((depth - lo) / jnp.maximum(hi - lo, 1e-6) * top, 0, top).astype(jnp.int32)
   keys = (quant << index_bits) | jnp.arange(num_polys, dtype=jnp.int32)
+  gap = None  # see_through in key units, per image.
+  if see_through is not None:
+    gap = jnp.asarray(see_through / jnp.maximum(hi - lo, 1e-6) * top, jnp.int32) << index_bits
+    gap = jnp.reshape(gap, (-1, 1, 1))
 
   # The candidate pixels of every polygon, one [B * P] array per offset of the window (each its
   # own fused loop). Edge k runs from corner k to k + 1; inside the polygon cross(edge_k, p -
@@ -144,7 +159,7 @@ def visibility(corner_x, corner_y, depth, height: int, width: int, window: int =
   zbuf = unfused(scatter, (candidates, keys), depth[0, 0])
   zbuf = zbuf.reshape(batch, height, width)
   if fill_holes:
-    zbuf = _fill_holes(_fill_holes(zbuf))
+    zbuf = _fill_holes(_fill_holes(zbuf, gap), gap)
   zbuf = zbuf.reshape(batch, pixels)
   hit = zbuf != _EMPTY
   return jnp.where(hit, zbuf & ((1 << index_bits) - 1), 0), hit

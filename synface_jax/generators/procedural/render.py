@@ -53,7 +53,8 @@ def pose_and_align(points, pose, landmark_ids, template, landmark_weights=None) 
 
 
 def rasterize(mesh, proj: Projection, height: int, width: int, polygon_planes=(), vertex_planes=(),
-              cull_back: bool = True, depth_range=None, polygon_codec=None, polygon_exact=None):
+              cull_back: bool = True, depth_range=None, polygon_codec=None, polygon_exact=None,
+              see_through=None):
   """Visibility and per-pixel interpolation.
 
   Args:
@@ -64,6 +65,7 @@ def rasterize(mesh, proj: Projection, height: int, width: int, polygon_planes=()
     vertex_planes: per-vertex values (planes [B, V]) to interpolate at each pixel.
     cull_back: skip polygons facing away.
     depth_range: known (near, far) depth bounds, or None to take them from each image.
+    see_through: see `raster.visibility`.
     polygon_codec: optional (encode, decode) of `packing`, to read all polygon planes with one
       gather (e.g. `packing.unit_codec()` for the directions of normals).
     polygon_exact: with polygon_codec, the function of the planes the codec approximates
@@ -79,7 +81,7 @@ def rasterize(mesh, proj: Projection, height: int, width: int, polygon_planes=()
     corner_depth = mesh.corners(depth)
     return raster.visibility(mesh.corners(x), mesh.corners(y), sum(corner_depth) / len(corner_depth),
                              height, width, cull_back=cull_back, depth_range=depth_range,
-                             valid=mesh.valid)
+                             valid=mesh.valid, see_through=see_through)
 
   # Inside conditionals the projected planes are computed once, then read, instead of being
   # recomputed for every polygon corner, window offset and gathered vertex.
