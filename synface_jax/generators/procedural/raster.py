@@ -159,7 +159,11 @@ def visibility(corner_x, corner_y, depth, height: int, width: int, window: int =
   zbuf = unfused(scatter, (candidates, keys), depth[0, 0])
   zbuf = zbuf.reshape(batch, height, width)
   if fill_holes:
-    zbuf = _fill_holes(_fill_holes(zbuf, gap), gap)
+    # Each pass is materialised: fused, the second would redo the first for every neighbour it
+    # reads, and the ids and the hit mask would each redo both.
+    fill = lambda ops: _fill_holes(*ops)
+    for _ in range(2):
+      zbuf = unfused(fill, (zbuf, gap), depth[0, 0])
   zbuf = zbuf.reshape(batch, pixels)
   hit = zbuf != _EMPTY
   return jnp.where(hit, zbuf & ((1 << index_bits) - 1), 0), hit
