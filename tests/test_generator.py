@@ -1,5 +1,6 @@
 """The procedural face generator: shapes, alignment, determinism, identity mixup, gradients, BFM
 loading, verification pairs and the generate CLI. Small images and meshes keep it fast."""
+import functools
 import struct
 import zlib
 
@@ -33,9 +34,21 @@ def render(gen):
   return jax.jit(gen.render)
 
 
+# Factors are drawn by compiled functions: op by op, every small operation would compile anew.
+@functools.partial(jax.jit, static_argnums=0)
+def _identities(gen, params, ids):
+  return jax.vmap(gen.identity, in_axes=(None, 0))(params, ids)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _draws(gen, keys, coeffs):
+  """One draw of nuisance factors per key, for coefficients [B, 160] (or one [160] for all)."""
+  return jax.vmap(gen.sample, in_axes=(0, 0 if coeffs.ndim == 2 else None))(keys, coeffs)
+
+
 def _factors(gen, params, ids, seed=0):
-  coeffs = jax.vmap(gen.identity, in_axes=(None, 0))(params, jnp.asarray(ids))
-  return jax.vmap(gen.sample)(jax.random.split(jax.random.PRNGKey(seed), len(ids)), coeffs)
+  coeffs = _identities(gen, params, jnp.asarray(ids))
+  return _draws(gen, jax.random.split(jax.random.PRNGKey(seed), len(ids)), coeffs)
 
 
 def _neutral(batch=1):
@@ -99,7 +112,7 @@ def test_identity_deterministic_and_distinct(gen, params):
 
 def test_nuisance_changes_image_not_identity(gen, params, render):
   coeffs = gen.identity(params, 2)
-  draws = jax.vmap(gen.sample, in_axes=(0, None))(jax.random.split(jax.random.PRNGKey(1), 2), coeffs)
+  draws = _draws(gen, jax.random.split(jax.random.PRNGKey(1), 2), coeffs)
   np.testing.assert_array_equal(np.asarray(draws.identity[0]), np.asarray(coeffs))
   np.testing.assert_array_equal(np.asarray(draws.identity[1]), np.asarray(coeffs))
   assert float(jnp.abs(draws.pose[0] - draws.pose[1]).max()) > 0
@@ -119,14 +132,13 @@ def test_pose_prior_ranges(gen):
 def test_mixup_endpoints(gen, params, render):
   # Batches of BATCH faces, so the renderer compiled for the other tests is reused.
   ids_a, ids_b = jnp.full((BATCH,), 1), jnp.full((BATCH,), 9)
-  ca = jax.vmap(gen.identity, in_axes=(None, 0))(params, ids_a)
-  cb = jax.vmap(gen.identity, in_axes=(None, 0))(params, ids_b)
+  ca, cb = _identities(gen, params, ids_a), _identities(gen, params, ids_b)
   phi = jnp.array([1.0, 0.0] * (BATCH // 2))
-  mixed, label = mixup.identity_mixup(ca, cb, ids_a, ids_b, phi)
+  mixed, label = jax.jit(mixup.identity_mixup)(ca, cb, ids_a, ids_b, phi)
   np.testing.assert_array_equal(np.asarray(mixed[0]), np.asarray(ca[0]))
   np.testing.assert_array_equal(np.asarray(mixed[1]), np.asarray(cb[1]))
-  nuisance = gen.sample(jax.random.PRNGKey(5), ca[0])
-  batch = lambda coeffs: jax.tree.map(lambda a: jnp.stack([a] * BATCH), nuisance)._replace(identity=coeffs)
+  nuisance = _draws(gen, jnp.stack([jax.random.PRNGKey(5)] * BATCH), ca[0])
+  batch = lambda coeffs: nuisance._replace(identity=coeffs)
   got, _ = render(params, batch(mixed))
   want_a, _ = render(params, batch(jnp.stack([ca[0]] * BATCH)))
   want_b, _ = render(params, batch(jnp.stack([cb[0]] * BATCH)))
