@@ -80,11 +80,7 @@ def _lookup(table, index, frac):
 
 def _render_head(model, params, factors, image_size, template):
   height, width = image_size
-  coeffs = jnp.concatenate([factors.identity[:, :_SHAPE_DIM], factors.expression], axis=1)
-  coeffs = coeffs @ params['coeff_map']
-  coeffs = jnp.concatenate([coeffs, jnp.ones_like(coeffs[:, :1])], axis=1)
-  verts = (coeffs @ params['basis']).reshape(coeffs.shape[0], 3, -1)
-  points = (verts[:, 0], verts[:, 1], verts[:, 2])
+  points = _deform(params, factors)
   proj = render.pose_and_align(points, factors.pose, model.landmark_ids, template,
                                model.landmark_weights)
   # Normals in the model frame (from the product's output, not the rotated points).
@@ -93,13 +89,36 @@ def _render_head(model, params, factors, image_size, template):
   polygon_ids, hit, weights, normals, _ = render.rasterize(
       model.mesh, proj, height, width, normals, depth_range=(6.0, 14.0),
       polygon_codec=packing.unit_codec(), polygon_exact=normalize, see_through=0.15)
+  u, v, m = _texture_coords(model, polygon_ids, weights)
+  albedo = _albedo(model, factors, polygon_ids, u, v, m)
+  normals = _camera_normals(normals, hit, factors.pose, height, width)
+  colour = render.shade(albedo, normals, factors.lighting)
+  px, py = raster.pixel_centres(height, width)
+  bg = background.background(factors.noise, px, py, height, width)
+  return render.composite(colour, hit, bg, height, width), proj.landmarks
+
+
+def _deform(params, factors):
+  """Vertices (3 planes [B, V]) of the faces' shape and expression, in one matrix product."""
+  coeffs = jnp.concatenate([factors.identity[:, :_SHAPE_DIM], factors.expression], axis=1)
+  coeffs = coeffs @ params['coeff_map']
+  coeffs = jnp.concatenate([coeffs, jnp.ones_like(coeffs[:, :1])], axis=1)
+  verts = (coeffs @ params['basis']).reshape(coeffs.shape[0], 3, -1)
+  return verts[:, 0], verts[:, 1], verts[:, 2]
+
+
+def _texture_coords(model, polygon_ids, weights):
+  """Texture coordinates u, v and mouth-fold position m (planes [B, N]) of the pixels."""
   row, col = model.mesh.polygon_cells(polygon_ids)
   offsets = model.mesh.CORNER_OFFSETS
   row_frac = sum(w * float(o) for w, o in zip(weights, offsets[:, 0]) if o)
   col_frac = sum(w * float(o) for w, o in zip(weights, offsets[:, 1]) if o)
-  u = _lookup(model.col_u, col, col_frac)
-  v = _lookup(model.row_v, row, row_frac)
-  m = _lookup(model.row_mouth, row, row_frac)
+  return (_lookup(model.col_u, col, col_frac), _lookup(model.row_v, row, row_frac),
+          _lookup(model.row_mouth, row, row_frac))
+
+
+def _albedo(model, factors, polygon_ids, u, v, m):
+  """Albedo planes of the pixels: layers materialised once, then mixed per colour channel."""
   paint = texture.decode(factors.identity[:, _SHAPE_DIM:])
   # The broad skin tints per polygon, read with one packed gather.
   tint = shader.skin_tint(model.skin_regions, paint)
@@ -119,12 +138,13 @@ def _render_head(model, params, factors, image_size, template):
   layers = raster.unfused(albedo_layers, (half(u), half(v), half(m), factors.expression, paint),
                           u[0, 0])
   layers = jax.tree.map(lambda x: x.astype(jnp.float32), layers)
-  # Smoothed across neighbouring pixels (flat quads would look faceted), then rotated per pixel.
+  return shader.colour(layers, paint, tint)
+
+
+def _camera_normals(normals, hit, pose, height, width):
+  """Unit normals in the camera frame (3 planes [B, N]) from the pixels' model-frame normals,
+  smoothed across neighbouring pixels (flat quads would look faceted), then rotated."""
   smooth = lambda ops: render.smooth(ops[0], ops[1], height, width)
-  normals = raster.unfused(smooth, (normals, hit), u[0, 0])
-  rotation = jax.vmap(camera.rotation_matrix)(factors.pose)
-  normals = normalize(camera.rotate(normals, rotation))
-  colour = render.shade(shader.colour(layers, paint, tint), normals, factors.lighting)
-  px, py = raster.pixel_centres(height, width)
-  bg = background.background(factors.noise, px, py, height, width)
-  return render.composite(colour, hit, bg, height, width), proj.landmarks
+  normals = raster.unfused(smooth, (normals, hit), normals[0][0, 0])
+  rotation = jax.vmap(camera.rotation_matrix)(pose)
+  return normalize(camera.rotate(normals, rotation))
