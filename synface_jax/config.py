@@ -3,10 +3,13 @@
 A config file in `configs/` calls `base_config()`, sets the regime and its data, and returns it.
 `validate(config)` runs before any compute and names the field that is wrong.
 """
+import dataclasses
 import re
 
 import ml_collections
 from ml_collections.config_dict import placeholder
+
+from synface_jax.generators import augment
 
 REGIMES = ('real', 'synthetic', 'mixed')
 LOSSES = {
@@ -55,6 +58,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.synthetic = ml_collections.ConfigDict()
   c.synthetic.num_identities = 10_000  # N
   c.synthetic.images_per_identity = 50  # S fixed nuisance draws per identity; 0 = a fresh draw every time.
+  # Camera and detector effects on the renders, inside the step (synface_jax/generators/augment.py):
+  # a probability per op (0 = off) and its strength. SynFace trains on clean renders: all off.
+  c.synthetic.augment = ml_collections.ConfigDict({
+      f.name: f.default for f in dataclasses.fields(augment.Augment)})
 
   c.generator = ml_collections.ConfigDict()
   c.generator.name = 'procedural'
@@ -194,6 +201,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if uses_syn:
     need(c.synthetic.num_identities >= 2, 'synthetic.num_identities', 'must be >= 2')
     need(c.synthetic.images_per_identity >= 0, 'synthetic.images_per_identity', 'must be >= 0')
+    augment.Augment.from_config(c.synthetic.augment).check()
   need(not c.dm.enabled or c.regime == 'mixed', 'dm.enabled', 'domain mixup needs the mixed regime')
   need(not c.im.enabled or uses_syn, 'im.enabled', 'identity mixup needs synthetic identities')
   from synface_jax import mixup  # Checks the sampler specs.

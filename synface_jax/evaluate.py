@@ -835,6 +835,24 @@ def _cmd_bin(args) -> None:
                     list(images.shape[1:])}))
 
 
+def _cmd_generator(args) -> None:
+  import jax  # pylint: disable=g-import-not-at-top
+  from synface_jax import generate, generator_report  # pylint: disable=g-import-not-at-top
+  from synface_jax.generators import get_generator  # pylint: disable=g-import-not-at-top
+  try:
+    config = generate.with_generator(generate.load_config(args.config), args.generator, args.option)
+    generator = get_generator(config.generator)
+    judge = generator_report.DlibJudge()
+    report = generator_report.run(
+        generator, generator.init(jax.random.key(args.seed)), args.out, judge,
+        identities=args.identities, per_identity=args.per_identity, seed=args.seed,
+        name=config.generator.name)
+  except (OSError, ValueError, RuntimeError) as e:
+    raise UserError(str(e)) from None
+  print(generator_report.summary_line(report))
+  print(f'report: {os.path.join(args.out, "report.md")}')
+
+
 def build_parser() -> argparse.ArgumentParser:
   """The ``python -m synface_jax.evaluate`` argument parser."""
   parser = argparse.ArgumentParser(prog='python -m synface_jax.evaluate',
@@ -849,6 +867,18 @@ def build_parser() -> argparse.ArgumentParser:
   pack.add_argument('--bin', required=True, help='the .bin verification pack')
   pack.add_argument('--out', required=True, help='output .npz (images, issame)')
   pack.set_defaults(func=_cmd_bin)
+  report = sub.add_parser(
+      'generator', help="how a real-face recogniser sees a generator's faces (the generator report)")
+  report.add_argument('--config', default='', help='config file (path[:arg]) with a generator field')
+  report.add_argument('--generator', default='', help="backend, overriding the config's")
+  report.add_argument('--option', action='append', default=[], metavar='KEY=VALUE',
+                      help="the backend's own option, e.g. checkpoint=DIR")
+  report.add_argument('--identities', type=int, default=100, help='held-out identities')
+  report.add_argument('--per-identity', type=int, default=8, help='nuisance draws of each')
+  report.add_argument('--seed', type=int, default=0)
+  report.add_argument('--judge', default='dlib', choices=('dlib',))
+  report.add_argument('--out', required=True, help='folder for report.json, report.md and PNGs')
+  report.set_defaults(func=_cmd_generator)
   return parser
 
 

@@ -25,7 +25,10 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from synface_jax import losses, mixup, models, sharding
 from synface_jax.mixup import SoftLabel
+from synface_jax.generators import augment
 from synface_jax.models import head as head_lib
+
+_AUGMENT_STREAM = 0xA06  # fold_in of a synthetic batch's key for its augmentation draws.
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -87,11 +90,14 @@ def init_state(model, tx, num_classes: int, key, mesh, input_size,
 
 
 def synthetic_batch(generator, gen_params, key, batch_size: int, num_identities: int,
-                    images_per_identity: int, phi_sampler: Callable | None, draw_seed: int):
+                    images_per_identity: int, phi_sampler: Callable | None, draw_seed: int,
+                    augment_options: augment.Augment | None = None):
   """Rendered faces of random pool identities, identity-mixed when phi_sampler is given.
 
   With images_per_identity = S > 0 identity i has exactly S fixed nuisance draws (SynFace's
   Syn_N_S): the j-th is keyed by (draw_seed, i, j). With S = 0 every face gets a fresh draw.
+  The renders then go through `augment_options` (camera and detector effects, any generator),
+  keyed afresh at every step so a fixed draw is seen under different degradations.
   Returns (images [B, H, W, 3], SoftLabel with K = 1, or K = 2 after identity mixup).
   """
   k_id, k_img, k_partner, k_phi = jax.random.split(key, 4)
@@ -112,6 +118,8 @@ def synthetic_batch(generator, gen_params, key, batch_size: int, num_identities:
     draw_keys = jax.random.split(k_img, batch_size)
   factors = jax.vmap(generator.sample)(draw_keys, identity)
   images, _ = generator.render(gen_params, factors)
+  if augment_options is not None:
+    images = augment.augment(jax.random.fold_in(key, _AUGMENT_STREAM), images, augment_options)
   return jax.lax.stop_gradient(images), label
 
 
@@ -138,6 +146,7 @@ def make_train_step(config: ml_collections.ConfigDict, model, tx, schedule, mesh
   num_syn = config.synthetic.num_identities if uses_syn else 0
   phi_sampler = mixup.make_sampler(config.im.phi) if config.im.enabled else None
   psi_sampler = mixup.make_sampler(config.dm.psi) if config.dm.enabled else None
+  augment_options = augment.Augment.from_config(config.synthetic.augment) if uses_syn else None
   batch_size = config.optim.batch_size
   accum = config.optim.grad_accum_steps
   data_shards = mesh.shape[sharding.DATA]
@@ -195,7 +204,8 @@ def make_train_step(config: ml_collections.ConfigDict, model, tx, schedule, mesh
     if uses_syn:
       x_syn, y_syn = synthetic_batch(
           generator, gen_params, k_syn, batch_size, num_syn,
-          config.synthetic.images_per_identity, phi_sampler, draw_seed=config.seed + 1)
+          config.synthetic.images_per_identity, phi_sampler, draw_seed=config.seed + 1,
+          augment_options=augment_options)
       x_syn = jax.lax.with_sharding_constraint(x_syn, batch_spec)
     if regime != 'synthetic':
       x_real = real_batch['image'].astype(jnp.float32)
