@@ -19,5 +19,9 @@ setup(
     packages=find_packages(include=['synface_jax', 'synface_jax.*']),
     python_requires='>=3.10',
     install_requires=requirements,
-    extras_require={'test': ['pytest>=7']},
+    extras_require={
+        'test': ['pytest>=7'],
+        # The generator report's independent real-face recogniser (models ship inside the wheels).
+        'judge': ['dlib-bin>=19.24', 'face_recognition_models>=0.3'],
+    },
 )

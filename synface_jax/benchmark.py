@@ -60,7 +60,18 @@ def _config(args, classes):
     c.generator = _generator_config(args)
     c.im.enabled = args.im
     c.dm.enabled = args.dm and args.regime == 'mixed'
+    c.synthetic.augment.update(_render_augment(args).__dict__)
   return c
+
+
+def _render_augment(args):
+  """--augment-renders: every render augmentation on (each op costs the same at any probability:
+  under vmap an op is computed for the whole batch and selected per example)."""
+  from synface_jax.generators import augment
+  if not args.augment_renders:
+    return augment.Augment()
+  return augment.Augment(flip=0.5, align=0.5, low_res=0.5, blur=0.5, colour=0.5, grayscale=0.5,
+                         occlude=0.5, noise=0.5, jpeg=0.5)
 
 
 def _generator_config(args) -> dict:
@@ -117,6 +128,7 @@ def bench_step(args, classes: int | None = None) -> dict:
   result = {
       'benchmark': 'step', 'device': str(jax.devices()[0].device_kind), 'devices': jax.device_count(),
       'arch': args.arch, 'width': args.width, 'dtype': args.dtype, 'regime': args.regime,
+      'augment_renders': args.augment_renders,
       'batch': args.batch, 'classes': num_classes, 'input_size': list(args.size),
       'compile_s': round(compile_s, 3), 'ms_per_step': round(step_s * 1e3, 3),
       'images_per_s': round(args.batch / step_s, 1), 'flops_per_step': flops,
@@ -171,12 +183,15 @@ def bench_generate(args) -> dict:
   generator = generators.get_generator(_generator_config(args))
   params = generator.init(jax.random.key(0))
   phi = mixup.make_sampler('synface') if args.im else None
+  options = _render_augment(args)
   fn = jax.jit(lambda key: train.synthetic_batch(generator, params, key, args.batch,
-                                                 args.classes[0], 0, phi, draw_seed=0))
+                                                 args.classes[0], 0, phi, draw_seed=0,
+                                                 augment_options=options))
   _, compile_s, step_s = _time(fn, (jax.random.key(1),), args.steps)
   return {'benchmark': 'generate', 'generator': args.generator,
           'device': str(jax.devices()[0].device_kind), 'batch': args.batch,
-          'input_size': list(args.size), 'identity_mixup': args.im, 'compile_s': round(compile_s, 3),
+          'input_size': list(args.size), 'identity_mixup': args.im,
+          'augment_renders': args.augment_renders, 'compile_s': round(compile_s, 3),
           'ms_per_batch': round(step_s * 1e3, 3), 'images_per_s': round(args.batch / step_s, 1)}
 
 
@@ -250,6 +265,8 @@ def main(argv=None):
   parser.add_argument('--generator-checkpoint', default='',
                       help='converted DiscoFaceGAN weights (default: random small network)')
   parser.add_argument('--im', action=argparse.BooleanOptionalAction, default=True)
+  parser.add_argument('--augment-renders', action=argparse.BooleanOptionalAction, default=False,
+                      help='step, generate: every augmentation of the renders on (as configs/demo.py)')
   parser.add_argument('--dm', action=argparse.BooleanOptionalAction, default=True)
   parser.add_argument('--model-axis', type=int, default=0,
                       help="devices on the mesh's 'model' axis (head: default all, else 1)")

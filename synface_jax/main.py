@@ -5,6 +5,7 @@
 
 Rerunning the same command resumes from the latest checkpoint in --workdir.
 """
+import json
 import logging as pylogging
 import os
 
@@ -52,7 +53,22 @@ def main(argv):
   logging.info('JAX process %d / %d, devices: %s', jax.process_index(), jax.process_count(),
                jax.devices())
   os.makedirs(FLAGS.workdir, exist_ok=True)
-  train.train_and_evaluate(config, FLAGS.workdir)
+  summary = train.train_and_evaluate(config, FLAGS.workdir)
+  if jax.process_index() == 0:
+    path = os.path.join(FLAGS.workdir, 'results.json')
+    with open(path, 'w') as f:
+      json.dump(summary, f, indent=2, sort_keys=True)
+    print(f'results: {path}')
+    print(summary_line(summary))
+
+
+def summary_line(summary: dict) -> str:
+  """The run's end in one line: train loss and accuracy, then each evaluated set's accuracy."""
+  parts = [f'{k.split("/")[-1]} {summary[k]:.4f}' for k in ('train/loss', 'train/accuracy')
+           if k in summary]
+  parts += [f'{k[len("eval/"):-len("/accuracy")]} {v:.4f}' for k, v in sorted(summary.items())
+            if k.startswith('eval/') and k.endswith('/accuracy')]
+  return 'final: ' + ', '.join(parts)
 
 
 if __name__ == '__main__':

@@ -1,4 +1,5 @@
 """End to end through `python -m synface_jax.main`: train, checkpoint, resume, evaluate."""
+import json
 import os
 import re
 import subprocess
@@ -68,7 +69,11 @@ def test_train_resume_and_evaluate(dataset, tmp_path):
   assert sorted(os.listdir(workdir / 'checkpoints')) == ['10', '20']
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(workdir))
   accuracy = float(re.search(r'eval/lfw/insightface/accuracy=([0-9.]+)', log).group(1))
-  assert 0.0 <= accuracy <= 1.0
+  # The run ends by saying where its figures are, and they are the ones it logged.
+  results = json.loads((workdir / 'results.json').read_text())
+  assert results['eval/lfw/insightface/accuracy'] == pytest.approx(accuracy, abs=5e-5)
+  assert f'results: {workdir / "results.json"}' in log
+  assert re.search(r'final: loss [0-9.]+, accuracy [0-9.]+, lfw/insightface [0-9.]+', log)
 
   log = _main(workdir, dataset, steps=30)
   assert 'Resumed from' in log and 'at step 20' in log
