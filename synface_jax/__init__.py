@@ -4,6 +4,8 @@ Public API used across the project:
 
     from synface_jax import SoftLabel, margin_softmax_loss
 """
+__version__ = '0.2.0'
+
 from synface_jax.losses import margin_softmax_loss
 from synface_jax.mixup import SoftLabel
 

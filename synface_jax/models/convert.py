@@ -5,7 +5,8 @@ Usage:
       [--input-size 112x112] [--width 1.0]
 
 DIR becomes an orbax CheckpointManager directory with step 0 holding
-{'params': {'backbone': params}, 'batch_stats': batch_stats}, the layout the training loop writes.
+{'params': {'backbone': params}, 'batch_stats': batch_stats}, the layout the training loop writes,
+and DIR/model.json describing the model (see models.model_spec).
 """
 import argparse
 import collections
@@ -20,6 +21,7 @@ import ml_dtypes
 import numpy as np
 import orbax.checkpoint as ocp
 
+from synface_jax.models import model_spec
 from synface_jax.models.iresnet import iresnet
 
 STORAGE_DTYPES = {
@@ -294,6 +296,9 @@ def main(argv=None):
     sys.exit(f'convert: {args.from_pth}: {e}')
   try:
     save_backbone(args.out, variables)
+    model_spec.ModelSpec(arch=args.arch, width=args.width,
+                         num_features=variables['params']['fc']['kernel'].shape[1],
+                         input_size=args.input_size).write(args.out)
   except OSError as e:
     sys.exit(f'convert: {e}')
   print(f'wrote {args.arch} from {args.from_pth} to {args.out} (step 0)')
