@@ -71,6 +71,12 @@ def test_demo_trains_without_tensorflow(tmp_path):
                   'dtype': 'float32'}
   events = [f for f in os.listdir(workdir) if f.startswith('events.out.tfevents')]
   assert len(events) == 1 and (workdir / events[0]).stat().st_size > 0
+  # The run's model.json is all the embedder needs.
+  import synface_jax
+  emb = synface_jax.load_embedder(workdir)
+  assert emb.step == 2 and emb.spec.input_size == (32, 32)
+  e = emb(np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8))
+  np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, rtol=1e-5)
 
 
 def test_packaging_keeps_tensorflow_out_of_the_core():

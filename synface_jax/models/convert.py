@@ -270,7 +270,8 @@ def torch_to_flax(state_dict, arch, width=1.0, input_hw=DEFAULT_INPUT_HW):
 def insightface_extras(state_dict) -> dict:
   """What torch_to_flax folds away or drops, kept so that an export gives the same state dict:
   `features.weight` (folded into fc and the running mean) and the BatchNorm batch count."""
-  counts = {int(np.asarray(v)) for k, v in state_dict.items() if k.endswith(IGNORED_SUFFIX)}
+  counts = {int(np.asarray(v).reshape(-1)[0]) for k, v in state_dict.items()
+            if k.endswith(IGNORED_SUFFIX) and np.size(v) == 1}
   return {'features_weight': np.asarray(state_dict['features.weight'], np.float32),
           'num_batches_tracked': np.asarray(max(counts) if counts else 0, np.int64)}
 

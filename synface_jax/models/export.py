@@ -17,7 +17,6 @@ exports the same tensors it was converted from.
 """
 import argparse
 import collections
-import dataclasses
 import os
 import pickle
 import struct
@@ -216,22 +215,6 @@ def _read_extras(path, step):
   return restored['insightface']
 
 
-def load_spec(path, arch=None, width=None, input_size=None, variables=None) -> model_spec.ModelSpec:
-  """The model description of a checkpoint: its model.json, else read off the variables; the
-  arguments given override either."""
-  from synface_jax.models.checkpoint import checkpoint_dir
-  spec = model_spec.read_spec(checkpoint_dir(path))
-  if spec is None:
-    if variables is None:
-      raise ValueError(f'{path} has no {model_spec.FILENAME}: give the arch (and width)')
-    spec = model_spec.infer_spec(variables, input_size)
-  overrides = {k: v for k, v in (('arch', arch), ('width', width), ('input_size', input_size))
-               if v is not None}
-  if overrides:
-    spec = dataclasses.replace(spec, **overrides)
-  return spec
-
-
 def export_checkpoint(checkpoint, to, out, *, step=None, arch=None, width=None, input_size=None):
   """Writes the backbone of `checkpoint` to `out` as 'pth' or 'safetensors'; returns
   (state dict, step, spec)."""
@@ -240,7 +223,8 @@ def export_checkpoint(checkpoint, to, out, *, step=None, arch=None, width=None, 
   if to not in FORMATS:
     raise ValueError(f'unknown export format {to!r}; valid: {", ".join(FORMATS)}')
   variables, step = load_backbone(checkpoint, step)
-  spec = load_spec(checkpoint, arch, width, input_size, variables)
+  spec = model_spec.resolve_spec(checkpoint, variables, arch=arch, width=width,
+                                 input_size=input_size)
   embed.check_variables(spec.model(), variables, spec.input_size, checkpoint)
   extras = _read_extras(checkpoint, step)
   state_dict = flax_to_torch(

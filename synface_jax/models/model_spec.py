@@ -109,3 +109,15 @@ def infer_spec(variables, input_size=None) -> ModelSpec:
     input_size = (side * TOTAL_STRIDE, side * TOTAL_STRIDE)
   return ModelSpec(arch=arch, width=width, num_features=num_features,
                    input_size=tuple(input_size))
+
+
+def resolve_spec(path, variables, *, arch=None, width=None, input_size=None) -> ModelSpec:
+  """The model of the checkpoint at `path` (workdir, checkpoints/ or convert output): its
+  model.json, else read off `variables`; arch, width and input_size, when given, override either."""
+  from synface_jax.models.checkpoint import checkpoint_dir
+  spec = read_spec(checkpoint_dir(path))
+  if spec is None:
+    spec = infer_spec(variables, input_size)
+  overrides = {k: v for k, v in (('arch', arch), ('width', width), ('input_size', input_size))
+               if v is not None}
+  return dataclasses.replace(spec, **overrides) if overrides else spec
