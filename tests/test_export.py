@@ -121,3 +121,16 @@ def test_model_spec_inferred_from_weights(tiny):
   _, _, variables = tiny
   spec = model_spec.infer_spec(variables, (112, 96))
   assert (spec.arch, spec.width, spec.num_features, spec.input_size) == ('r18', TINY, 512, (112, 96))
+
+
+def test_onnx_matches_the_model(tiny, tmp_path):
+  pytest.importorskip('jax2onnx')
+  ort = pytest.importorskip('onnxruntime')
+  root, _, variables = tiny
+  export.main(['--checkpoint', str(root / 'ckpt'), '--to', 'onnx', '--out', str(tmp_path / 'm.onnx')])
+  session = ort.InferenceSession(str(tmp_path / 'm.onnx'))
+  assert [i.name for i in session.get_inputs()] == ['input']
+  x = np.random.default_rng(3).uniform(-1, 1, (3, 112, 96, 3)).astype(np.float32)
+  got = session.run(['embedding'], {'input': x.transpose(0, 3, 1, 2)})[0]  # NCHW, as insightface's
+  want = np.asarray(iresnet('r18', width=TINY).apply(variables, x, train=False))
+  np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())

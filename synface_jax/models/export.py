@@ -1,7 +1,7 @@
-"""Exports a backbone to insightface's IResNet state dict, as a torch `.pth` or safetensors file.
+"""Exports a backbone as insightface's IResNet state dict (torch `.pth`, safetensors) or as ONNX.
 
 Usage:
-  python -m synface_jax.models.export --checkpoint DIR --to pth|safetensors --out FILE \
+  python -m synface_jax.models.export --checkpoint DIR --to pth|safetensors|onnx --out FILE \
       [--step N] [--arch r50 --width 1.0 --input-size 112x112]
 
 DIR is a training workdir, its checkpoints/ folder or a `models.convert` output. The model is
@@ -14,6 +14,9 @@ flattened over NCHW, `num_batches_tracked` buffers. The `.pth` is written withou
 torch's zip format (`torch.load(..., weights_only=True)` reads it); safetensors needs the
 `safetensors` package (`pip install 'synface_jax[export]'`). A checkpoint converted from a `.pth`
 exports the same tensors it was converted from.
+
+ONNX goes through jax2onnx (`pip install 'synface_jax[onnx]'`) in insightface's ONNX layout:
+input 'input' [batch, 3, H, W] normalised as (x / 255 - 0.5) / 0.5, output 'embedding'.
 """
 import argparse
 import collections
@@ -28,7 +31,7 @@ import numpy as np
 from synface_jax.models import convert, model_spec
 from synface_jax.models.iresnet import ARCHS, TOTAL_STRIDE
 
-FORMATS = ('pth', 'safetensors')
+FORMATS = ('pth', 'safetensors', 'onnx')
 _BN_LEAVES = ('running_mean', 'running_var', 'num_batches_tracked')
 
 
@@ -185,6 +188,23 @@ def save_pth(path, state_dict, archive_name='archive'):
   os.replace(tmp, path)
 
 
+def save_onnx(path, variables, spec):
+  """The eval-mode backbone as ONNX through jax2onnx, in insightface's ONNX layout: input
+  'input' float32 [batch, 3, H, W] normalised as (x / 255 - 0.5) / 0.5, output 'embedding'
+  float32 [batch, num_features] (not normalised)."""
+  try:
+    from jax2onnx import to_onnx
+  except ImportError:
+    raise ImportError("ONNX export needs jax2onnx: pip install 'synface_jax[onnx]'") from None
+  import jax.numpy as jnp
+  model = spec.model()
+  height, width = spec.input_size
+  to_onnx(lambda x: model.apply(variables, x, train=False).astype(jnp.float32),
+          [('batch', height, width, 3)], inputs_as_nchw=[0], input_names=['input'],
+          output_names=['embedding'], model_name=f'iresnet_{spec.arch}', return_mode='file',
+          output_path=os.fspath(path))
+
+
 def save_safetensors(path, state_dict, metadata=None):
   try:
     from safetensors.numpy import save_file
@@ -232,6 +252,8 @@ def export_checkpoint(checkpoint, to, out, *, step=None, arch=None, width=None, 
       num_batches_tracked=int(extras.get('num_batches_tracked', step)))
   if to == 'pth':
     save_pth(out, state_dict)
+  elif to == 'onnx':
+    save_onnx(out, variables, spec)
   else:
     save_safetensors(out, state_dict, {
         'arch': spec.arch, 'width': repr(spec.width), 'num_features': str(spec.num_features),
@@ -257,7 +279,8 @@ def main(argv=None):
                                                input_size=args.input_size)
   except (OSError, ValueError, ImportError) as e:
     sys.exit(f'export: {e}')
-  print(f'wrote {len(state_dict)} tensors of IResNet {spec.arch} (width {spec.width}, '
+  what = 'the graph' if args.to == 'onnx' else f'{len(state_dict)} tensors'
+  print(f'wrote {what} of IResNet {spec.arch} (width {spec.width}, '
         f'{spec.input_size[0]}x{spec.input_size[1]}) from step {step} to {args.out}')
 
 
