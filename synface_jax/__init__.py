@@ -3,8 +3,19 @@
 Public API used across the project:
 
     from synface_jax import SoftLabel, margin_softmax_loss
+    from synface_jax import load_embedder      # emb = load_embedder('runs/demo'); emb(images)
 """
+__version__ = '0.2.0'
+
 from synface_jax.losses import margin_softmax_loss
 from synface_jax.mixup import SoftLabel
 
-__all__ = ['SoftLabel', 'margin_softmax_loss']
+__all__ = ['SoftLabel', 'load_embedder', 'margin_softmax_loss']
+
+
+def __getattr__(name):
+  # The embedder (orbax, checkpoints) is imported when first used, not with the package.
+  if name == 'load_embedder':
+    from synface_jax.embedder import load_embedder
+    return load_embedder
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

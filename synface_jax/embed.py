@@ -1,12 +1,15 @@
 """Face embeddings of an image array with a trained or converted IResNet backbone.
 
 Usage:
-  python -m synface_jax.embed --checkpoint DIR --arch r18 [--width 1.0] \
-      --images X.npy --out Y.npy [--flip] [--batch 64]
+  python -m synface_jax.embed --checkpoint DIR --images X.npy --out Y.npy [--flip] [--batch 64] \
+      [--arch r18 --width 1.0]
 
 X is uint8 NHWC RGB (normalised here as (x / 255 - 0.5) / 0.5) or float NHWC already normalised.
 Y is float32 [N, num_features], not L2-normalised; with --flip each row is
 embedding(x) + embedding(horizontally flipped x), insightface's flip sum.
+The model comes from DIR's model.json (written by training and by models.convert); --arch and
+--width override it, and rebuild checkpoints written before it existed. In Python, use
+`synface_jax.load_embedder` (L2-normalised embeddings of arrays, PIL images or files).
 """
 import argparse
 import sys
@@ -15,16 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from synface_jax.evaluate import embed_images
-from synface_jax.models import iresnet
+from synface_jax.models import model_spec
 from synface_jax.models.checkpoint import load_backbone
-
-
-def make_embed_fn(model, variables):
-  """Jitted eval-mode embedding: normalised float images [B, H, W, 3] -> float32 [B, num_features]."""
-  apply = jax.jit(lambda variables, x: model.apply(variables, x, train=False).astype(jnp.float32))
-  variables = jax.device_put(variables)
-  return lambda x: apply(variables, x)
 
 
 def check_images(images, name):
@@ -76,11 +71,14 @@ def load_images(path):
 
 
 def main(argv=None):
+  from synface_jax.embedder import Embedder
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--checkpoint', required=True,
                       help='CheckpointManager directory or training workdir')
-  parser.add_argument('--arch', required=True, help='r18, r34, r50, r100 or r200')
-  parser.add_argument('--width', type=float, default=1.0, help='channel multiplier')
+  parser.add_argument('--arch', default=None,
+                      help="r18, r34, r50, r100 or r200 (default: the checkpoint's model.json)")
+  parser.add_argument('--width', type=float, default=None,
+                      help="channel multiplier (default: the checkpoint's)")
   parser.add_argument('--images', required=True, help='.npy of NHWC RGB images')
   parser.add_argument('--out', required=True, help='.npy to write the embeddings to')
   parser.add_argument('--flip', action='store_true', help='add the flipped-image embedding')
@@ -88,11 +86,13 @@ def main(argv=None):
   args = parser.parse_args(argv)
   try:
     images = load_images(args.images)
-    model = iresnet(args.arch, width=args.width)
     variables, step = load_backbone(args.checkpoint)
-    check_variables(model, variables, images.shape[1:3], args.checkpoint)
-    embeddings = embed_images(make_embed_fn(model, variables), images, args.batch, flip=args.flip)
-    embeddings = embeddings.astype(np.float32)
+    # The images' size is the model's input size; arch and width come from model.json or flags.
+    spec = model_spec.resolve_spec(args.checkpoint, variables, arch=args.arch, width=args.width,
+                                   input_size=tuple(images.shape[1:3]))
+    embedder = Embedder(variables, spec, step=step, batch_size=args.batch, flip=args.flip,
+                        normalize=False, source=args.checkpoint)
+    embeddings = embedder(images)
     np.save(args.out, embeddings)
   except (OSError, ValueError) as e:
     sys.exit(f'embed: {e}')

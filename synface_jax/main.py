@@ -47,9 +47,15 @@ def main(argv):
   if FLAGS.distributed or FLAGS.coordinator_address:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
-  # tf.data must not grab an accelerator that JAX needs.
-  import tensorflow as tf
-  tf.config.set_visible_devices([], 'GPU')
+  # tf.data must not grab an accelerator that JAX needs (TensorFlow is only there for real data).
+  try:
+    import tensorflow as tf
+  except ImportError:
+    if config.regime != 'synthetic':
+      raise SystemExit(f'main: regime {config.regime!r} reads real data, which needs TensorFlow: '
+                       "pip install 'synface_jax[data]'") from None
+  else:
+    tf.config.set_visible_devices([], 'GPU')
   logging.info('JAX process %d / %d, devices: %s', jax.process_index(), jax.process_count(),
                jax.devices())
   os.makedirs(FLAGS.workdir, exist_ok=True)

@@ -274,14 +274,14 @@ def steps_per_epoch(config: ml_collections.ConfigDict, num_real_images: int) -> 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains (resuming from the latest checkpoint in workdir), evaluates, and returns final metrics."""
-  # Imported here: the step above must not need TensorFlow, the loop's I/O does.
-  from clu import metric_writers, periodic_actions
+  # Imported here: the step above needs none of the loop's I/O (only real data needs TensorFlow).
   import orbax.checkpoint as ocp
-  from synface_jax import data, generators
+  from synface_jax import data, generators, writers
   from synface_jax.evaluate import PairEvaluator
+  from synface_jax.models import model_spec
 
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  writer = writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   writer.write_hparams({k: str(v) for k, v in _flatten(config.to_dict()).items()})
 
   real = data.real_dataset(config, mesh) if config.regime != 'synthetic' else None
@@ -305,6 +305,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   manager = ocp.CheckpointManager(
       os.path.join(os.path.abspath(workdir), 'checkpoints'),
       options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
+  if jax.process_index() == 0:  # What the embedder and exporter need to rebuild the backbone.
+    model_spec.ModelSpec.from_config(config).write(manager.directory)
   start = manager.latest_step()
   if start is not None:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
@@ -320,7 +322,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   gen_params = jax.device_put(gen_params, sharding.replicated(mesh))
   key = jax.random.key(config.seed + 3)
 
-  report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
+  report = writers.ReportProgress(num_train_steps=num_steps, writer=writer,
                                            every_steps=config.log_every_steps)
   train_metrics = None
   summary = {}

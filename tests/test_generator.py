@@ -13,7 +13,7 @@ from synface_jax import mixup
 from synface_jax.generators import get_generator
 from synface_jax.generators.factors import Factors
 from synface_jax.generators.pairs import pair_identities, synthetic_pairs
-from synface_jax.generators.procedural import ProceduralGenerator, bfm, matfile
+from synface_jax.generators.procedural import ProceduralGenerator, bfm
 
 SIZE = (32, 32)
 BATCH = 4
@@ -208,7 +208,9 @@ def write_mat(path, arrays, compress=()):
     content = (_mat_element(6, struct.pack('<II', 6, 0)) + _mat_element(5, struct.pack(f'<{a.ndim}i', *a.shape))
                + _mat_element(1, name.encode()) + _mat_element(9, a.tobytes(order='F')))
     element = struct.pack('<II', 14, len(content)) + content
-    body += _mat_element(15, zlib.compress(element)) if name in compress else element
+    if name in compress:  # A compressed element is not padded to 8 bytes.
+      element = struct.pack('<II', 15, len(zipped := zlib.compress(element))) + zipped
+    body += element
   header = b'MATLAB 5.0 MAT-file, test'.ljust(116, b' ') + b'\0' * 8 + struct.pack('<H', 0x0100) + b'IM'
   with open(path, 'wb') as f:
     f.write(header + body)
@@ -259,11 +261,11 @@ def test_bfm_missing_field(tmp_path):
   fields = tiny_bfm(6, 6)
   del fields['tri']
   write_mat(path, fields)
-  with pytest.raises(matfile.MatFileError, match=r"broken.mat.*'tri'"):
+  with pytest.raises(bfm.MatFileError, match=r"broken.mat.*'tri'"):
     bfm.load_bfm(path)
   with open(tmp_path / 'junk.mat', 'wb') as f:
     f.write(b'x' * 200)
-  with pytest.raises(matfile.MatFileError, match='junk.mat'):
+  with pytest.raises(bfm.MatFileError, match='junk.mat'):
     bfm.load_bfm(str(tmp_path / 'junk.mat'))
 
 

@@ -66,7 +66,7 @@ def test_train_resume_and_evaluate(dataset, tmp_path):
   log = _main(workdir, dataset, steps=20)
   losses = _losses(log)
   assert len(losses) == 4 and losses[-1] < losses[0] / 2, losses
-  assert sorted(os.listdir(workdir / 'checkpoints')) == ['10', '20']
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['10', '20', 'model.json']
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(workdir))
   accuracy = float(re.search(r'eval/lfw/insightface/accuracy=([0-9.]+)', log).group(1))
   # The run ends by saying where its figures are, and they are the ones it logged.

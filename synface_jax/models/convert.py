@@ -5,7 +5,8 @@ Usage:
       [--input-size 112x112] [--width 1.0]
 
 DIR becomes an orbax CheckpointManager directory with step 0 holding
-{'params': {'backbone': params}, 'batch_stats': batch_stats}, the layout the training loop writes.
+{'params': {'backbone': params}, 'batch_stats': batch_stats}, the layout the training loop writes,
+and DIR/model.json describing the model (see models.model_spec).
 """
 import argparse
 import collections
@@ -20,6 +21,7 @@ import ml_dtypes
 import numpy as np
 import orbax.checkpoint as ocp
 
+from synface_jax.models import model_spec
 from synface_jax.models.iresnet import iresnet
 
 STORAGE_DTYPES = {
@@ -166,6 +168,17 @@ def torch_key(flax_path) -> str:
   return '.'.join(parts)
 
 
+def module_order(stage_sizes):
+  """Flax module paths of an IResNet in insightface's state_dict order (its modules' creation order)."""
+  yield from (('conv1',), ('bn1',), ('prelu',))
+  for stage, num_blocks in enumerate(stage_sizes):
+    for block in range(num_blocks):
+      names = ('bn1', 'conv1', 'bn2', 'prelu', 'conv2', 'bn3')
+      names += ('downsample_conv', 'downsample_bn') if block == 0 else ()
+      yield from ((f'layer{stage + 1}_{block}', name) for name in names)
+  yield from (('bn2',), ('fc',), ('features',))
+
+
 LEAF_NAMES = {
     ('params', 'kernel'): 'weight',
     ('params', 'scale'): 'weight',
@@ -254,14 +267,26 @@ def torch_to_flax(state_dict, arch, width=1.0, input_hw=DEFAULT_INPUT_HW):
   return {'params': variables['params'], 'batch_stats': variables['batch_stats']}
 
 
-def save_backbone(directory, variables):
-  """Writes variables at step 0 of a new CheckpointManager directory (the training layout)."""
+def insightface_extras(state_dict) -> dict:
+  """What torch_to_flax folds away or drops, kept so that an export gives the same state dict:
+  `features.weight` (folded into fc and the running mean) and the BatchNorm batch count."""
+  counts = {int(np.asarray(v).reshape(-1)[0]) for k, v in state_dict.items()
+            if k.endswith(IGNORED_SUFFIX) and np.size(v) == 1}
+  return {'features_weight': np.asarray(state_dict['features.weight'], np.float32),
+          'num_batches_tracked': np.asarray(max(counts) if counts else 0, np.int64)}
+
+
+def save_backbone(directory, variables, extras=None):
+  """Writes variables at step 0 of a new CheckpointManager directory (the training layout),
+  with `extras` (see insightface_extras) under the item's 'insightface' key when given."""
   directory = os.path.abspath(os.fspath(directory))
   with ocp.CheckpointManager(directory) as manager:
     if manager.latest_step() is not None:
       raise FileExistsError(f'{directory} already holds checkpoints (step '
                             f'{manager.latest_step()}); choose an empty --out directory')
     item = {'params': {'backbone': variables['params']}, 'batch_stats': variables['batch_stats']}
+    if extras is not None:
+      item['insightface'] = extras
     manager.save(0, args=ocp.args.StandardSave(item))
     manager.wait_until_finished()
 
@@ -293,7 +318,10 @@ def main(argv=None):
   except ValueError as e:
     sys.exit(f'convert: {args.from_pth}: {e}')
   try:
-    save_backbone(args.out, variables)
+    save_backbone(args.out, variables, insightface_extras(state_dict))
+    model_spec.ModelSpec(arch=args.arch, width=args.width,
+                         num_features=variables['params']['fc']['kernel'].shape[1],
+                         input_size=args.input_size).write(args.out)
   except OSError as e:
     sys.exit(f'convert: {e}')
   print(f'wrote {args.arch} from {args.from_pth} to {args.out} (step 0)')

@@ -4,19 +4,54 @@ with the same pipeline as the procedural head.
 Fields used: meanshape [1, 3V] and meantex [1, 3V] (x, y, z / r, g, b interleaved per vertex),
 idBase [3V, 80], exBase [3V, 64], texBase [3V, 80], tri [F, 3] and keypoints [68] (1-based, as
 MATLAB writes them). Bases with fewer columns are padded with zeros, extra columns are dropped.
-Texture is in 0..255. The shape is re-centred on its mean vertex.
+Texture is in 0..255. The shape is re-centred on its mean vertex. The file is read with
+`scipy.io.loadmat` (MATLAB v4 to v7.2); v7.3 files are HDF5 and are read with h5py when installed.
 """
 from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
 
-from synface_jax.generators.procedural import background, matfile, mesh as mesh_lib, raster, render
+from synface_jax.generators.procedural import background, mesh as mesh_lib, raster, render
 
 REQUIRED = ('meanshape', 'idBase', 'exBase', 'meantex', 'texBase', 'tri', 'keypoints')
 _SHAPE_DIM, _EXPRESSION_DIM, _TEXTURE_DIM = 80, 64, 80
 # 68-point indices (0-based) averaged into the five alignment points.
 _FIVE_POINTS = ((36, 37, 38, 39, 40, 41), (42, 43, 44, 45, 46, 47), (30,), (48,), (54,))
+
+
+class MatFileError(ValueError):
+  """A .mat file that cannot be read, or lacks a field; the message names the file."""
+
+
+def _read_hdf5(path) -> dict:
+  try:
+    import h5py
+  except ImportError:
+    raise MatFileError(f'{path} is a MATLAB v7.3 (HDF5) file; install h5py to read it') from None
+  with h5py.File(path, 'r') as f:
+    # HDF5 stores MATLAB arrays transposed.
+    return {name: np.asarray(item).T for name, item in f.items()
+            if isinstance(item, h5py.Dataset) and item.dtype.kind in 'fiu'}
+
+
+def read_mat(path) -> dict:
+  """The real numeric matrices of a .mat file by variable name (MATLAB shapes); other variables
+  (cells, structs, strings, complex or sparse arrays) are left out."""
+  import scipy.io
+  with open(path, 'rb') as f:  # A missing file raises FileNotFoundError here.
+    try:
+      fields = scipy.io.loadmat(f)
+    except NotImplementedError:  # scipy's answer to v7.3.
+      fields = None
+    except Exception as e:  # ValueError, TypeError, OSError, zlib errors on bad or cut files.
+      raise MatFileError(
+          f'{path}: not a readable MATLAB .mat file ({type(e).__name__}: {e})') from None
+  if fields is None:
+    fields = _read_hdf5(path)
+  return {name: value for name, value in fields.items()
+          if not name.startswith('__') and isinstance(value, np.ndarray)
+          and value.dtype.kind in 'biuf'}
 
 
 class BfmModel(NamedTuple):
@@ -56,7 +91,7 @@ def _fit(basis, columns, path, name):
   """[3V, K] basis -> [columns, 3 * V] component-major rows, zero-padded or truncated."""
   basis = np.asarray(basis, np.float64)
   if basis.ndim != 2 or basis.shape[0] % 3:
-    raise matfile.MatFileError(f'{path}: {name} must be [3V, K], got shape {basis.shape}')
+    raise MatFileError(f'{path}: {name} must be [3V, K], got shape {basis.shape}')
   rows, k = basis.shape
   per_vertex = basis.T.reshape(k, rows // 3, 3).transpose(0, 2, 1).reshape(k, rows)
   out = np.zeros((columns, rows), np.float32)
@@ -70,21 +105,21 @@ def _planes(vector):
 
 def load_bfm(path) -> BfmModel:
   """Reads a `BFM_model_front.mat`-layout file; raises MatFileError naming missing fields."""
-  fields = matfile.read_mat(path)
+  fields = read_mat(path)
   missing = [name for name in REQUIRED if name not in fields]
   if missing:
-    raise matfile.MatFileError(f'{path} lacks field(s) {missing} of the BFM_model_front.mat layout '
+    raise MatFileError(f'{path} lacks field(s) {missing} of the BFM_model_front.mat layout '
                                f'(needs {list(REQUIRED)}; found {sorted(fields)})')
   mean = _planes(fields['meanshape'])
   num_vertices = mean.shape[1]
   centre = mean.mean(axis=1, keepdims=True)
   tri = np.asarray(fields['tri']).astype(np.int64)
   if tri.ndim != 2 or 3 not in tri.shape:
-    raise matfile.MatFileError(f'{path}: tri must be [F, 3], got shape {tri.shape}')
+    raise MatFileError(f'{path}: tri must be [F, 3], got shape {tri.shape}')
   tri = (tri if tri.shape[1] == 3 else tri.T) - 1
   keypoints = np.asarray(fields['keypoints']).reshape(-1).astype(np.int64) - 1
   if len(keypoints) < 68 or tri.min() < 0 or tri.max() >= num_vertices or keypoints.max() >= num_vertices:
-    raise matfile.MatFileError(f'{path}: tri/keypoints must be 1-based indices of the {num_vertices} '
+    raise MatFileError(f'{path}: tri/keypoints must be 1-based indices of the {num_vertices} '
                                'vertices, with 68 keypoints')
   ids = np.zeros((5, 6), np.int32)
   weights = np.zeros((5, 6), np.float32)
