@@ -110,6 +110,37 @@ def test_identity_deterministic_and_distinct(gen, params):
   assert float(jnp.abs(a - other_seed.identity(params, 7)).max()) > 0.1
 
 
+def test_morphology_moves_shape_and_texture_together(gen, params):
+  from synface_jax.generators.procedural import generator as generator_lib, shape_basis, texture
+  sex = 80 + texture.NAMES.index('sex')
+  # Sex is bimodal over the pool: almost every identity near -1.1 or +1.1, both about equally often.
+  values = np.asarray(_identities(gen, params, jnp.arange(400)))[:, sex]
+  assert np.mean(np.abs(values) > 0.8) > 0.75 and 0.35 < np.mean(values > 0) < 0.65
+  # One unit of sex moves the vertices by the weighted sum of the named fields it lists.
+  model = gen._model
+  surface_fields = dict(zip(shape_basis.IDENTITY_NAMES, _named_fields(gen)))
+  want = sum(w * surface_fields[name] for name, w in shape_basis.MORPHOLOGY['sex'].items())
+  one = _neutral()._replace(identity=jnp.zeros((1, 160)).at[0, sex].set(1.0))
+  moved = np.stack(generator_lib._deform(params, one), -1)[0]
+  rest = np.stack(generator_lib._deform(params, _neutral()), -1)[0]
+  np.testing.assert_allclose(moved - rest, want, atol=2e-4 * np.abs(want).max() + 1e-6)
+  # Facial hair only on men: the same beard coefficient, both sexes.
+  coeffs = np.zeros((2, 80), np.float32)
+  coeffs[:, texture.NAMES.index('beard')] = 2.5
+  coeffs[:, texture.NAMES.index('sex')] = [1.1, -1.1]
+  beard = np.asarray(texture.decode(jnp.asarray(coeffs))['beard'])[:, 0]
+  assert beard[0] > 0.8 and beard[1] < 0.05
+
+
+def _named_fields(gen):
+  from synface_jax.generators.procedural import grid as grid_lib, shape_basis, skull, features
+  g = grid_lib.make_grid(gen.resolution)
+  points, normals = skull.base_surface(g)
+  mouth = np.repeat(g.mouth, g.cols)
+  surface = shape_basis.Surface(g.uv(), mouth, points, normals)
+  return shape_basis._identity_named(surface)
+
+
 def test_nuisance_changes_image_not_identity(gen, params, render):
   coeffs = gen.identity(params, 2)
   draws = _draws(gen, jax.random.split(jax.random.PRNGKey(1), 2), coeffs)

@@ -100,7 +100,7 @@ def _render_head(model, params, factors, image_size, template):
 
 def _deform(params, factors):
   """Vertices (3 planes [B, V]) of the faces' shape and expression, in one matrix product."""
-  coeffs = jnp.concatenate([factors.identity[:, :_SHAPE_DIM], factors.expression], axis=1)
+  coeffs = jnp.concatenate([factors.identity, factors.expression], axis=1)
   coeffs = coeffs @ params['coeff_map']
   coeffs = jnp.concatenate([coeffs, jnp.ones_like(coeffs[:, :1])], axis=1)
   verts = (coeffs @ params['basis']).reshape(coeffs.shape[0], 3, -1)

@@ -9,14 +9,15 @@ from typing import NamedTuple
 import numpy as np
 
 from synface_jax.generators.procedural import (features, fields, grid as grid_lib, mesh, shader, shape_basis,
-                                                skull)
+                                                skull, texture)
 
 
 class ProceduralHead(NamedTuple):
   """Arrays of the model (numpy) and its static topology.
 
-  The vertices of the 80 shape coefficients and the 64 expression coefficients, concatenated as c
-  [144], are [c @ coeff_map, 1] @ basis: coeff_map [144, R], basis [R + 1, 3 * V] (component-major
+  The vertices of the 160 identity coefficients (80 shape; of the 80 texture ones only sex, age and
+  build move the shape) and the 64 expression coefficients, concatenated as c [224], are
+  [c @ coeff_map, 1] @ basis: coeff_map [224, R], basis [R + 1, 3 * V] (component-major
   rows, the last one the mean shape), R the rank of the 144 deformation fields, so one matrix
   product poses the whole batch. row_v, row_mouth: [rows] texture v and mouth-fold position
   per grid row; col_u: [cols] texture u per column. skin_regions [R, P]: the weights of the
@@ -79,6 +80,11 @@ def build(resolution: float = 1.0) -> ProceduralHead:
   mean = features.mean_shape(base_points, base_normals, uv, mouth).astype(np.float32)
   surface = shape_basis.Surface(uv, mouth, base_points, base_normals)
   ident = shape_basis.identity_basis(surface).astype(np.float32)
+  # The texture half of the identity moves the shape only through sex, age and build.
+  texture_fields = np.zeros_like(ident)
+  for name, field in shape_basis.morphology_fields(surface).items():
+    texture_fields[texture.NAMES.index(name)] = field
+  ident = np.concatenate([ident, texture_fields])
   expr = shape_basis.expression_basis(surface).astype(np.float32)
   points = [_landmark(g, -fields.EYE_U, fields.EYE_V), _landmark(g, fields.EYE_U, fields.EYE_V),
             _landmark(g, 0.0, fields.NOSE_LANDMARK_V),

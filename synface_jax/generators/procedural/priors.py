@@ -1,7 +1,7 @@
 """Factor priors: standard normals z turned into coefficients lambda for each factor.
 
-The identity prior is the standard normal itself (the bases are scaled so a coefficient of 1 is one
-standard deviation). Expression, pose and lighting priors shape the draws like a face dataset:
+The identity prior is the standard normal (the bases are scaled so a coefficient of 1 is one
+standard deviation), with a bimodal sex. Expression, pose and lighting priors shape the draws like a face dataset:
 moderate expressions with smiles and open mouths now and then, yaw mostly within +-45 degrees,
 pitch within +-20 and roll within +-10, a frontal-ish key light over an ambient term.
 """
@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from synface_jax.generators import factors as factor_lib
-from synface_jax.generators.procedural import lighting
+from synface_jax.generators.procedural import lighting, texture
 from synface_jax.generators.procedural.shape_basis import EXPRESSION_NAMES
 
 _POOL_SALT = 0x5F1D
@@ -21,9 +21,16 @@ def pool_key(seed: int):
   return jax.random.fold_in(jax.random.PRNGKey(seed), _POOL_SALT)
 
 
+_SEX = 80 + texture.NAMES.index('sex')
+
+
 def identity(z):
-  """Identity coefficients [160] (80 shape, 80 texture) from standard normals [160]."""
-  return z
+  """Identity coefficients [160] (80 shape, 80 texture) from standard normals [160].
+
+  Standard normal, but for sex, which is bimodal (about -1 or +1: women and men, with few faces in
+  between; identity mixup fills the middle).
+  """
+  return z.at[_SEX].set(1.1 * jnp.tanh(4.0 * z[_SEX]))
 
 
 def _expression_scales():

@@ -29,7 +29,7 @@ _EAR_TINT = (0.06, -0.03, -0.03)
 
 class Layers(NamedTuple):
   """Scalar planes [B, N] of the albedo, in the order `colour` applies them."""
-  skin_shade: jax.Array  # cavities, nostrils, lids, eye shadow, stubble
+  skin_shade: jax.Array  # cavities, nostrils, lids, eye shadow, stubble, age lines, freckles, moles
   eye: jax.Array     # the eye aperture
   sclera: jax.Array  # shading of the white of the eye
   iris: jax.Array
@@ -184,6 +184,21 @@ def _brow(u, v, p):
   return p['brow_dark'] * mask * density
 
 
+def _skin_marks(u, v, p):
+  """Shading of identity skin detail: age lines (forehead, nasolabial folds, under the eyes),
+  freckles over the cheeks and nose, and a mole."""
+  a = jnp.abs(u)
+  forehead = blob(a, v, 0.0, 0.45, 0.42, 0.16) * f.smoothstep(0.0, 0.6, f.wave(26.0 * v + 0.4 * f.wave(2.1 * u)))
+  fold_v = -0.36 - 1.3 * (a - 0.17)
+  nasolabial = blob(a, v, 0.3, -0.55, 0.12, 0.2) * blob(v - fold_v, 0.0, 0.0, 0.0, 0.035, 1.0)
+  bags = blob(a, v, f.EYE_U, -0.1, 0.12, 0.035)
+  lines = 1.0 - p['wrinkles'] * (0.08 * forehead + 0.16 * nasolabial + 0.1 * bags)
+  spots = jnp.maximum(f.wave(37.0 * u + 3.1 * f.wave(5.3 * v)) * f.wave(41.0 * v + 2.3 * f.wave(7.1 * u)) - 0.5, 0.0)
+  freckles = p['freckles'] * jnp.minimum(4.0 * spots, 1.0) * blob(a, v, 0.25, -0.25, 0.5, 0.35)
+  mole = p['mole'] * blob(u, v, p['mole_u'], p['mole_v'], 0.016, 0.016)
+  return lines * (1.0 - 0.3 * freckles) * (1.0 - 0.5 * mole)
+
+
 def _beard(u, v, p):
   """(hair amount, stubble amount, texture) of the facial hair, kept off the lips."""
   a = jnp.abs(u)
@@ -254,7 +269,8 @@ def _hair(u, v, p):
 def layers(u, v, m, params, openness, gaze_u, gaze_v) -> Layers:
   """The albedo layers at texture coordinates u, v and mouth-fold position m (planes [B, N])."""
   beard, stubble, beard_tex = _beard(u, v, params)
-  skin_shade = _cavity(u, v) * _nose(u, v) * _lids(u, v, params, openness) * (1.0 - 0.35 * stubble)
+  skin_shade = (_cavity(u, v) * _nose(u, v) * _lids(u, v, params, openness) * (1.0 - 0.35 * stubble)
+                * _skin_marks(u, v, params))
   eye, sclera, iris, ring, pupil, glint, caruncle = _eye_layers(u, v, params, openness, gaze_u, gaze_v)
   lip, lip_shine, lip_line = _lip_layers(u, v, params)
   mouth, teeth, teeth_shade, lip_edge = _mouth_layers(u, m)

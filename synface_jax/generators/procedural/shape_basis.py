@@ -149,6 +149,29 @@ def _random_fields(s: Surface, count, seed, region, amplitude, num_bumps):
   return out
 
 
+# How sex (+ male), age (+ older) and build (+ heavier) move the named identity fields: a coefficient
+# of 1 in one of them is about one standard deviation of each named field it moves.
+MORPHOLOGY = {
+    'sex': {'jaw_width': 0.6, 'chin_width': 0.5, 'chin_down': 0.3, 'brow_ridge': 0.9,
+            'eye_depth': 0.5, 'nose_width': 0.5, 'nose_length': 0.4, 'nose_bridge': 0.4,
+            'face_length': 0.4, 'upper_lip': -0.3, 'lower_lip': -0.4, 'lips_forward': -0.3,
+            'cheek_fat': -0.4, 'eye_size': -0.4, 'neck': 0.8, 'forehead': -0.4, 'jaw_angle': 0.5,
+            'face_round': -0.4, 'temples': -0.2},
+    'age': {'nasolabial': 1.0, 'cheek_fat': -0.3, 'cheekbones': 0.3, 'upper_lid': 0.8,
+            'eye_depth': 0.5, 'upper_lip': -0.4, 'lower_lip': -0.3, 'nose_length': 0.4,
+            'ear_size': 0.4, 'jaw_angle': -0.3, 'temples': -0.4},
+    'build': {'cheek_fat': 1.0, 'face_round': 0.9, 'face_width': 0.6, 'jaw_angle': 0.5,
+              'neck': 0.8, 'chin_down': 0.3, 'cheekbones': -0.5, 'eye_size': -0.2},
+}
+
+
+def morphology_fields(s: Surface):
+  """{name: [V, 3]}: the shape change of one unit of each of sex, age and build."""
+  named = dict(zip(IDENTITY_NAMES, _identity_named(s)))
+  return {morph: sum(w * named[field] for field, w in weights.items())
+          for morph, weights in MORPHOLOGY.items()}
+
+
 def identity_basis(s: Surface):
   """[80, V, 3] identity shape basis."""
   named = _identity_named(s)
