@@ -835,6 +835,25 @@ def _cmd_bin(args) -> None:
                     list(images.shape[1:])}))
 
 
+def _report_augment(config, spec: str):
+  """--augment: '' (clean renders), 'config' (the config's synthetic.augment as it is) or OP[,OP]
+  (only those ops, each always on, at the config's strengths)."""
+  from synface_jax.generators import augment  # pylint: disable=g-import-not-at-top
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  block = config.synthetic.augment if 'synthetic' in config else {}
+  options = augment.Augment.from_config(block)
+  if not spec:
+    return None
+  if spec == 'config':
+    return options
+  ops = [op.strip() for op in spec.split(',') if op.strip()]
+  known = augment.Augment.OPS
+  for op in ops:
+    if op not in known:
+      raise ValueError(f'--augment {op!r}: not an augmentation op; one of {", ".join(known)}')
+  return dataclasses.replace(options, **{op: float(op in ops) for op in known})
+
+
 def _cmd_generator(args) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   from synface_jax import generate, generator_report  # pylint: disable=g-import-not-at-top
@@ -842,11 +861,12 @@ def _cmd_generator(args) -> None:
   try:
     config = generate.with_generator(generate.load_config(args.config), args.generator, args.option)
     generator = get_generator(config.generator)
+    options = _report_augment(config, args.augment)
     judge = generator_report.DlibJudge()
     report = generator_report.run(
         generator, generator.init(jax.random.key(args.seed)), args.out, judge,
         identities=args.identities, per_identity=args.per_identity, seed=args.seed,
-        name=config.generator.name)
+        name=config.generator.name, augment_options=options)
   except (OSError, ValueError, RuntimeError) as e:
     raise UserError(str(e)) from None
   print(generator_report.summary_line(report))
@@ -877,6 +897,9 @@ def build_parser() -> argparse.ArgumentParser:
   report.add_argument('--per-identity', type=int, default=8, help='nuisance draws of each')
   report.add_argument('--seed', type=int, default=0)
   report.add_argument('--judge', default='dlib', choices=('dlib',))
+  report.add_argument('--augment', default='',
+                      help="degrade the draws as training does: 'config' (the config's "
+                           "synthetic.augment) or OP[,OP] (only those, always on)")
   report.add_argument('--out', required=True, help='folder for report.json, report.md and PNGs')
   report.set_defaults(func=_cmd_generator)
   return parser

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
+from synface_jax.generators import augment
 from synface_jax.generators.pairs import to_uint8
 
 FACTORS = ('yaw', 'lighting', 'expression')
@@ -105,15 +106,23 @@ def _with_factor(base, other, factor):
 
 
 def render_faces(generator, params, key, identity_ids: Sequence[int], per_identity: int,
-                 batch_size: int = 32) -> Faces:
-  """The report's faces of the given (held-out) identities; deterministic in `key`."""
+                 batch_size: int = 32, augment_options: Optional[augment.Augment] = None) -> Faces:
+  """The report's faces of the given (held-out) identities; deterministic in `key`.
+
+  With `augment_options`, the draws (not the factor faces) go through the train step's augmentation,
+  to see how much of each identity a real recogniser still finds in what the model trains on.
+  """
   ids = jnp.asarray(identity_ids, jnp.int32)
   n = len(ids)
 
   def faces(params, ids, keys):
     """One fresh draw per (identity, key)."""
     coeffs = jax.vmap(generator.identity, (None, 0))(params, ids)
-    return generator.render(params, jax.vmap(generator.sample)(keys, coeffs))[0]
+    images = generator.render(params, jax.vmap(generator.sample)(keys, coeffs))[0]
+    if augment_options is None or not augment_options.enabled:
+      return images
+    degrade = lambda k, x: augment.augment_one(jax.random.fold_in(k, 1), x, augment_options)
+    return jax.vmap(degrade)(keys, (images + 1) / 2) * 2 - 1
 
   def factor_faces(params, ids, keys, other_keys, partner_ids):
     """Per identity: a base face, one variant per factor, and the base with the partner's identity."""
@@ -302,7 +311,8 @@ def markdown(report: dict) -> str:
 
 def run(generator, params, out_dir: str, judge: Judge, identities: int = 100,
         per_identity: int = 8, seed: int = 0, first_identity: Optional[int] = None,
-        name: str = '', log: Callable[[str], None] = print) -> dict:
+        name: str = '', log: Callable[[str], None] = print,
+        augment_options: Optional[augment.Augment] = None) -> dict:
   """Renders, judges and writes the report; returns its figures."""
   if identities < 2 or per_identity < 2:
     raise ValueError(f'the report needs at least 2 identities x 2 draws, got {identities} x {per_identity}')
@@ -311,10 +321,12 @@ def run(generator, params, out_dir: str, judge: Judge, identities: int = 100,
   log(f'rendering {identities} held-out identities (ids {first}..{first + identities - 1}) '
       f'x {per_identity} draws + {len(FACTORS) + 2} factor faces each')
   faces = render_faces(generator, params, jax.random.key(seed), np.arange(first, first + identities),
-                       per_identity)
+                       per_identity, augment_options=augment_options)
   log(f'judging {identities * (per_identity + len(FACTORS) + 2)} faces with {judge.name}')
   report, arrays = score(faces, judge, seed)
-  report.update(generator=name, seed=seed, first_identity=first)
+  report.update(generator=name, seed=seed, first_identity=first,
+                augment={k: v for k, v in dataclasses.asdict(augment_options).items()
+                         if v and not isinstance(v, tuple)} if augment_options else {})
   with open(os.path.join(out_dir, 'report.json'), 'w') as f:
     json.dump(report, f, indent=2)
   with open(os.path.join(out_dir, 'report.md'), 'w') as f:

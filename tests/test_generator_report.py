@@ -98,6 +98,28 @@ def test_render_faces_changes_only_the_named_factor():
   assert not np.allclose(coeffs[0], coeffs[1])
 
 
+def test_augmented_draws_and_clean_factor_faces():
+  from synface_jax.generators import augment
+  gen = ToyGenerator((16, 16))
+  params = gen.init(jax.random.key(0))
+  faces = R.render_faces(gen, params, jax.random.key(1), [20, 21], per_identity=2, batch_size=2,
+                         augment_options=augment.Augment(grayscale=1.0))
+  draws = faces.draws.astype(int)
+  assert np.abs(draws[..., 0] - draws[..., 1]).max() <= 1  # Grey (up to rounding).
+  assert np.abs(faces.base[..., 0].astype(int) - faces.base[..., 1]).max() > 10  # Still colour.
+
+
+def test_report_augment_option():
+  from synface_jax import config as config_lib
+  c = config_lib.base_config()
+  c.synthetic.augment.blur_sigma = 1.0
+  assert evaluate._report_augment(c, '') is None
+  only = evaluate._report_augment(c, 'blur,jpeg')
+  assert (only.blur, only.jpeg, only.noise, only.blur_sigma) == (1.0, 1.0, 0.0, 1.0)
+  with pytest.raises(ValueError, match="--augment 'sharpen'"):
+    evaluate._report_augment(c, 'sharpen')
+
+
 def test_cli_names_a_bad_config(capsys):
   rc = evaluate.main(['generator', '--config', '/nonexistent/config.py', '--out', '/tmp/x'])
   assert rc != 0

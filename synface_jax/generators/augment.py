@@ -46,6 +46,8 @@ class Augment:
   jpeg: float = 0.0             # JPEG-like 8 x 8 DCT quantisation with 4:2:0 chroma,
   jpeg_quality: tuple = (20, 90)  # quality drawn in this range (libjpeg's scale).
 
+  OPS = ('flip', 'align', 'low_res', 'blur', 'colour', 'grayscale', 'occlude', 'noise', 'jpeg')
+
   @classmethod
   def from_config(cls, block) -> 'Augment':
     """From a ConfigDict (or dict) with some of the fields above."""
@@ -60,8 +62,7 @@ class Augment:
 
   def check(self):
     """Raises ValueError naming the first field out of range."""
-    for name in ('flip', 'align', 'low_res', 'blur', 'colour', 'grayscale', 'occlude', 'noise',
-                 'jpeg'):
+    for name in self.OPS:
       value = getattr(self, name)
       if not 0.0 <= value <= 1.0:
         raise ValueError(f'config field synthetic.augment.{name}={value!r}: is a probability, in [0, 1]')
@@ -78,8 +79,7 @@ class Augment:
 
   @property
   def enabled(self) -> bool:
-    return any(getattr(self, name) > 0 for name in (
-        'flip', 'align', 'low_res', 'blur', 'colour', 'grayscale', 'occlude', 'noise', 'jpeg'))
+    return any(getattr(self, name) > 0 for name in self.OPS)
 
 
 def augment(key, images, options: Augment):
