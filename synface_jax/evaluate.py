@@ -19,6 +19,9 @@ Command line::
 
   python -m synface_jax.evaluate pairs --embeddings E.npz --protocol insightface
   python -m synface_jax.evaluate bin --bin lfw.bin --out lfw.npz
+  python -m synface_jax.evaluate run --checkpoint DIR --sets lfw.bin,synthetic:600 --out REPORT
+
+`run` (ROC, AUC, EER, TAR@FAR, identification, the report) lives in `synface_jax.eval`.
 
 Only numpy is imported at module import time; Pillow is imported when images are decoded.
 """
@@ -853,6 +856,46 @@ def _cmd_generator(args) -> None:
   print(f'report: {os.path.join(args.out, "report.md")}')
 
 
+def _floats(text: str) -> List[float]:
+  try:
+    return [float(v) for v in text.split(',') if v]
+  except ValueError:
+    raise argparse.ArgumentTypeError(f'expected comma-separated numbers, got {text!r}') from None
+
+
+def _sources(text: str) -> List[str]:
+  return [v for v in text.split(',') if v]
+
+
+def _cmd_run(args) -> None:
+  """``run``: every verification and identification figure of one checkpoint (eval/report.py)."""
+  from synface_jax.embedder import load_embedder  # pylint: disable=g-import-not-at-top
+  from synface_jax.eval import report, sets  # pylint: disable=g-import-not-at-top
+  if not args.sets and not args.identification:
+    raise UserError('run: give --sets and/or --identification')
+  unknown = [p for p in args.protocols if p not in PROTOCOLS]
+  if unknown or not args.protocols:
+    raise UserError(f'run: --protocols {",".join(args.protocols)}: expected some of {PROTOCOLS}')
+  try:
+    embedder = load_embedder(args.checkpoint, step=args.step, batch_size=args.batch,
+                             normalize=False, arch=args.arch, width=args.width)
+    renderer = None
+    if any(s.split(':')[0] == 'synthetic' for s in args.sets + args.identification):
+      config, origin = report.generator_config(args.checkpoint, args.config,
+                                               embedder.spec.input_size)
+      renderer = sets.renderer_from_config(config, args.seed)
+      print(f'synthetic sets: rendered by the {renderer.name!r} generator of {origin}, held-out '
+            f'identities from {renderer.first_identity}', flush=True)
+    print(f'evaluating {embedder!r} from {args.checkpoint}', flush=True)
+    report.run(embedder, args.sets, args.out, identification_sources=args.identification,
+               renderer=renderer, protocols=tuple(args.protocols), far_targets=args.far,
+               fpir_targets=args.fpir, distractor_fraction=args.distractors, seed=args.seed,
+               checkpoint=args.checkpoint, log=lambda line: print(line, flush=True))
+  except (OSError, ValueError, pickle.UnpicklingError) as e:
+    raise UserError(str(e)) from None
+  print(f'report: {os.path.join(args.out, "report.md")}')
+
+
 def build_parser() -> argparse.ArgumentParser:
   """The ``python -m synface_jax.evaluate`` argument parser."""
   parser = argparse.ArgumentParser(prog='python -m synface_jax.evaluate',
@@ -879,6 +922,31 @@ def build_parser() -> argparse.ArgumentParser:
   report.add_argument('--judge', default='dlib', choices=('dlib',))
   report.add_argument('--out', required=True, help='folder for report.json, report.md and PNGs')
   report.set_defaults(func=_cmd_generator)
+  run = sub.add_parser('run', help="a checkpoint on pair and labelled sets: results.json, "
+                       'report.md, ROC / histogram / CMC PNGs')
+  run.add_argument('--checkpoint', required=True, help='training workdir or checkpoint folder')
+  run.add_argument('--sets', type=_sources, default=[],
+                   help='pair sets, comma-separated: X.bin, ROOT:pairs.txt, X.npz (images, '
+                   'issame), synthetic[:N]')
+  run.add_argument('--identification', type=_sources, default=[],
+                   help='labelled sets, comma-separated: identity folder, RecordIO folder, '
+                   'X.npz (images, labels), synthetic:NxM')
+  run.add_argument('--out', required=True, help='folder for results.json, report.md and PNGs')
+  run.add_argument('--protocols', type=_sources, default=list(PROTOCOLS))
+  run.add_argument('--far', type=_floats, default=[1e-4, 1e-3, 1e-2], help='TAR@FAR targets')
+  run.add_argument('--fpir', type=_floats, default=[1e-2, 1e-1], help='DIR@FPIR targets')
+  run.add_argument('--distractors', type=float, default=0.2,
+                   help='open set: share of identities held out as distractors')
+  run.add_argument('--seed', type=int, default=0,
+                   help='gallery choice, distractor identities, synthetic faces')
+  run.add_argument('--config', default='',
+                   help="config file (path[:arg]) whose generator renders the synthetic sets "
+                   "(default: the run's stored config.json, else the procedural default)")
+  run.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
+  run.add_argument('--batch', type=int, default=64, help='images per forward pass')
+  run.add_argument('--arch', default=None, help='only for checkpoints without model.json')
+  run.add_argument('--width', type=float, default=None, help='only for checkpoints without model.json')
+  run.set_defaults(func=_cmd_run)
   return parser
 
 

@@ -35,8 +35,9 @@ def histogram_png(path, genuine, impostor, threshold=None, title='', bins=40, si
         draw.rectangle([x_of(edges[k]) + 1, y_of(f), x_of(edges[k + 1]) - 1, h - margin],
                        outline=colour)
   draw.line([margin, h - margin, w - margin, h - margin], fill='black')
+  digits = max(2, int(math.ceil(-math.log10(hi - lo))) + 2)  # Ticks that differ on a narrow range.
   for v in np.linspace(lo, hi, 5):
-    draw.text((x_of(v) - 12, h - margin + 6), f'{v:.2f}', fill='black')
+    draw.text((x_of(v) - 12, h - margin + 6), f'{v:.{digits}f}', fill='black')
   draw.text((w // 2 - 20, h - 14), label, fill='black')
   if threshold is not None:
     draw.line([x_of(threshold), margin, x_of(threshold), h - margin], fill=(60, 60, 220))
@@ -71,7 +72,7 @@ class _Axes:
       d.text((self.x(t) - 14, self.bottom + 5), text, fill='black')
     for t in y_ticks:
       d.line([self.left, self.y(t), self.right, self.y(t)], fill=(225, 225, 225))
-      d.text((6, self.y(t) - 6), f'{t:.1f}', fill='black')
+      d.text((6, self.y(t) - 6), f'{t:.2f}', fill='black')
     d.rectangle([self.left, self.top, self.right, self.bottom], outline='black')
     d.text(((self.left + self.right) // 2 - 3 * len(x_label), self.bottom + 22), x_label,
            fill='black')
