@@ -814,9 +814,60 @@ def _summary(result: Dict[str, Any], protocol: str) -> Dict[str, Any]:
   return out
 
 
+def _load_issame(path: str) -> np.ndarray:
+  """issame [N] from an .npz (key `issame`, e.g. what ``bin`` writes) or a .npy."""
+  if path.endswith('.npz'):
+    return _load_npz_keys(path, ('issame',))['issame']
+  try:
+    return np.load(path, allow_pickle=False)
+  except (OSError, ValueError) as e:
+    raise UserError(f'{path}: cannot read issame ({e})') from e
+
+
+def load_pair_embeddings(path: str, issame_path: str = '') -> Dict[str, np.ndarray]:
+  """embeddings1, embeddings2 and issame from any of the layouts ``pairs`` reads.
+
+  * .npz with ``embeddings1`` [N, D], ``embeddings2`` [N, D], ``issame`` [N];
+  * .npz with ``embeddings`` [2N, D] interleaved (rows 2k and 2k + 1 are pair k) and ``issame``
+    (what ``python -m synface_jax.embed --out X.npz`` writes for a pair set);
+  * .npy [2N, D] interleaved (what ``embed --out X.npy`` writes), with ``issame_path``.
+  ``issame_path`` (an .npz with ``issame`` or a .npy) overrides the issame stored beside them.
+  """
+  if path.endswith('.npy'):
+    try:
+      interleaved = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+      raise UserError(f'{path}: cannot read .npy ({e})') from e
+    data = {}
+  else:
+    try:
+      with np.load(path, allow_pickle=False) as archive:
+        files = archive.files if hasattr(archive, 'files') else ()
+    except (OSError, ValueError, EOFError) as e:
+      raise UserError(f'{path}: cannot read .npz ({e})') from e
+    if 'embeddings' not in files:
+      keys = ('embeddings1', 'embeddings2') + (() if issame_path else ('issame',))
+      data = _load_npz_keys(path, keys)
+      if issame_path:
+        data['issame'] = _load_issame(issame_path)
+      return data
+    data = _load_npz_keys(path, ('embeddings',) + (('issame',) if 'issame' in files else ()))
+    interleaved = data.pop('embeddings')
+  if issame_path:
+    data['issame'] = _load_issame(issame_path)
+  if 'issame' not in data:
+    raise UserError(f'{path}: interleaved embeddings without issame: give --issame FILE (the pair '
+                    'pack .npz) or embed an .npz that holds issame')
+  issame = np.asarray(data['issame']).reshape(-1)
+  if interleaved.ndim != 2 or interleaved.shape[0] != 2 * issame.size:
+    raise UserError(f'{path}: {interleaved.shape} embeddings for {issame.size} pairs; expected '
+                    f'[{2 * issame.size}, D], rows 2k and 2k + 1 forming pair k')
+  return {'embeddings1': interleaved[0::2], 'embeddings2': interleaved[1::2], 'issame': issame}
+
+
 def _cmd_pairs(args) -> None:
   """``pairs``: runs a protocol on stored embeddings and prints one JSON line."""
-  data = _load_npz_keys(args.embeddings, ('embeddings1', 'embeddings2', 'issame'))
+  data = load_pair_embeddings(args.embeddings, args.issame)
   try:
     result = verify(data['embeddings1'], data['embeddings2'], data['issame'], args.protocol)
   except ValueError as e:
@@ -903,7 +954,11 @@ def build_parser() -> argparse.ArgumentParser:
   sub = parser.add_subparsers(dest='command', required=True)
   pairs = sub.add_parser('pairs', help='verification accuracy from stored pair embeddings')
   pairs.add_argument('--embeddings', required=True,
-                     help='.npz with embeddings1 [N, D], embeddings2 [N, D], issame [N]')
+                     help='.npz with embeddings1 [N, D], embeddings2 [N, D], issame [N]; or what '
+                     'embed writes for a pair set: .npz with embeddings [2N, D] and issame, or '
+                     '.npy [2N, D] with --issame')
+  pairs.add_argument('--issame', default='',
+                     help='issame [N]: an .npz holding it (e.g. from `bin`) or a .npy')
   pairs.add_argument('--protocol', required=True, choices=PROTOCOLS)
   pairs.set_defaults(func=_cmd_pairs)
   pack = sub.add_parser('bin', help='decode an insightface .bin pack to .npz')
