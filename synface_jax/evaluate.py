@@ -737,10 +737,12 @@ def fit_to_size(images: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
 class PairEvaluator:
   """Verification of the backbone being trained on the pair sets named in config.eval.pairs.
 
-  A source is a '.bin' pack, 'IMAGE_ROOT:pairs.txt', or 'synthetic[:N]': N pairs (default 6,000)
-  rendered by the run's generator from identities outside its training pool ("Syn-LFW").
-  The pair images are loaded once; each call embeds them in eval mode and returns
-  {'eval/NAME/PROTOCOL/accuracy': ..., '.../std': ..., and for insightface '.../val'}.
+  A source is a '.bin' pack, 'IMAGE_ROOT:pairs.txt', an '.npz' (images, issame) or
+  'synthetic[:N]': N pairs (default 6,000) rendered by the run's generator from identities outside
+  its training pool ("Syn-LFW"). The pair images are loaded once; each call embeds them in eval
+  mode and returns {'eval/NAME/PROTOCOL/accuracy': ..., '.../std': ..., for insightface
+  '.../val', and the all-pairs '.../auc', '.../eer', '.../tar@far=0.001', ...}
+  (`synface_jax.eval.report.verification_figures`).
   """
 
   def __init__(self, config, model, generator=None, gen_params=None):
@@ -760,22 +762,31 @@ class PairEvaluator:
         images, issame = synthetic_pairs(generator, gen_params, jax.random.key(config.seed + 4),
                                          int(count or 6000))
       else:
-        images, issame = load_pair_source(source)
-        name = os.path.splitext(os.path.basename(source.rpartition(':')[0] or source))[0]
+        from synface_jax.eval.sets import load_pairs, set_name
+        images, issame = load_pairs(source)
+        name = set_name(source)
       self.sets[name] = (fit_to_size(images, size), issame)
     self._embed = jax.jit(lambda variables, x: model.apply(variables, x, train=False))
 
   def __call__(self, params, batch_stats) -> Dict[str, float]:
+    from synface_jax.eval.report import verification_figures  # pylint: disable=g-import-not-at-top
     variables = {'params': params, 'batch_stats': batch_stats}
     embed_fn = lambda x: self._embed(variables, x)
     results = {}
     for name, (images, issame) in self.sets.items():
-      for protocol in self.protocols:
-        r = evaluate_pairs(embed_fn, images, issame, protocol, self.batch_size)
-        results[f'eval/{name}/{protocol}/accuracy'] = float(r['accuracy'])
-        results[f'eval/{name}/{protocol}/std'] = float(r['std'])
-        if 'val' in r:
-          results[f'eval/{name}/{protocol}/val'] = float(r['val'])
+      plain = embed_images(embed_fn, images, self.batch_size)
+      flipped = None
+      if 'insightface' in self.protocols:  # embed(x) + embed(flipped x), as evaluate_pairs sums.
+        flipped = plain + embed_images(embed_fn, np.ascontiguousarray(images[:, :, ::-1]),
+                                       self.batch_size)
+      figures = verification_figures(plain, flipped, issame, self.protocols)
+      for protocol, r in figures.items():
+        prefix = f'eval/{name}/{protocol}'
+        for key in ('accuracy', 'std', 'val', 'auc', 'eer'):
+          if key in r:
+            results[f'{prefix}/{key}'] = float(r[key])
+        for far, at in r['tar_at_far'].items():
+          results[f'{prefix}/tar@far={far}'] = float(at['tar'])
     return results
 
 

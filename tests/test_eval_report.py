@@ -191,3 +191,24 @@ def test_cli_errors_name_the_input(workdir, tmp_path, capsys):
   assert evaluate.main(['run', '--checkpoint', str(workdir[0]), '--sets', 'x.bin',
                         '--protocols', 'lfw', '--out', str(tmp_path)]) == 1
   assert 'protocols' in capsys.readouterr().err
+
+
+def test_the_training_evaluator_reports_the_same_figures(workdir, pair_npz, cli_run, raw_embed):
+  from synface_jax import config as config_lib
+  _, results, _ = cli_run
+  _, variables = workdir
+  config = config_lib.base_config()
+  config.model.input_size = HW
+  config.eval.pairs = (pair_npz,)
+  config.eval.batch_size = 16
+  evaluator = evaluate.PairEvaluator(config, iresnet('r18', width=TINY))
+  got = evaluator(variables['params'], variables['batch_stats'])
+  data = np.load(pair_npz)
+  for protocol in ('insightface', 'synface'):
+    expected = evaluate.evaluate_pairs(raw_embed, data['images'], data['issame'], protocol, 8)
+    assert got[f'eval/toy_pairs/{protocol}/accuracy'] == pytest.approx(expected['accuracy'], abs=1e-12)
+    stored = results['verification']['toy_pairs']['protocols'][protocol]
+    assert got[f'eval/toy_pairs/{protocol}/auc'] == pytest.approx(stored['auc'], abs=1e-9)
+    assert got[f'eval/toy_pairs/{protocol}/tar@far=0.01'] == pytest.approx(
+        stored['tar_at_far']['0.01']['tar'], abs=1e-9)
+  assert 'eval/toy_pairs/insightface/val' in got and 'eval/toy_pairs/synface/val' not in got
