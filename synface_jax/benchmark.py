@@ -7,6 +7,7 @@
     python -m synface_jax.benchmark generate --batch 64
     python -m synface_jax.benchmark head --classes 100000,1000000 --devices 8
     python -m synface_jax.benchmark input --data /data/casia-webface --batch 512
+    python -m synface_jax.benchmark search --gallery 100000 --probes 10000
 
 Each prints readable lines and, last, one JSON line with every figure. Measured after compilation,
 blocking on the results; the machine's noise is yours to average out (use --steps).
@@ -231,6 +232,27 @@ def bench_input(args) -> dict:
           'images_per_s_per_host': round(per_host * args.batches / run_s, 1)}
 
 
+def bench_search(args):
+  """Exact 1:N search (top 5) of --probes random unit embeddings against a --gallery of them."""
+  from synface_jax.eval import identification
+  rng = np.random.default_rng(0)
+  gallery = rng.standard_normal((args.gallery, args.dim), dtype=np.float32)
+  probes = rng.standard_normal((args.probes, args.dim), dtype=np.float32)
+  kwargs = dict(probe_chunk=args.probe_chunk, gallery_chunk=args.gallery_chunk)
+  t0 = time.perf_counter()  # Compiles, on a gallery of the same shape and one probe chunk.
+  identification.search(probes[:args.probe_chunk], gallery, 5, **kwargs)
+  compile_s = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  scores, _ = identification.search(probes, gallery, 5, **kwargs)
+  run_s = time.perf_counter() - t0
+  return {'benchmark': 'search', 'gallery': args.gallery, 'probes': args.probes, 'dim': args.dim,
+          'k': 5, 'probe_chunk': args.probe_chunk, 'gallery_chunk': args.gallery_chunk,
+          'backend': jax.default_backend(), 'devices': 1, 'first_call_s': round(compile_s, 3),
+          'search_s': round(run_s, 3), 'probes_per_s': round(args.probes / run_s, 1),
+          'tflops': round(2 * args.probes * args.gallery * args.dim / run_s / 1e12, 3),
+          'mean_top1': round(float(scores[:, 0].mean()), 4)}
+
+
 def _size(text: str):
   h, w = text.lower().split('x')
   return int(h), int(w)
@@ -252,7 +274,7 @@ def _simulate_devices(n: int, argv) -> None:
 def main(argv=None):
   parser = argparse.ArgumentParser(prog='python -m synface_jax.benchmark', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('what', choices=('step', 'mixup', 'generate', 'head', 'input'))
+  parser.add_argument('what', choices=('step', 'mixup', 'generate', 'head', 'input', 'search'))
   parser.add_argument('--arch', default='r18')
   parser.add_argument('--width', type=float, default=1.0)
   parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
@@ -280,6 +302,11 @@ def main(argv=None):
   parser.add_argument('--batches', type=int, default=50, help='input: batches timed')
   parser.add_argument('--augment', action=argparse.BooleanOptionalAction, default=True,
                       help="input: SynFace's flip, zoom-crop (p 0.5) and random erasing (p 0.5)")
+  parser.add_argument('--gallery', type=int, default=100_000, help='search: gallery size')
+  parser.add_argument('--probes', type=int, default=10_000, help='search: probes')
+  parser.add_argument('--dim', type=int, default=512, help='search: embedding size')
+  parser.add_argument('--probe-chunk', type=int, default=1024, help='search: probes per call')
+  parser.add_argument('--gallery-chunk', type=int, default=8192, help='search: gallery rows per step')
   args = parser.parse_args(argv)
   if args.what == 'input' and not args.data:
     parser.error('input needs --data PATH')
@@ -287,7 +314,7 @@ def main(argv=None):
   if args.what != 'head':
     args.model_axis = args.model_axis or 1
   run = {'step': bench_step, 'mixup': bench_mixup, 'generate': bench_generate, 'head': bench_head,
-         'input': bench_input}
+         'input': bench_input, 'search': bench_search}
   results = run[args.what](args)
   for result in results if isinstance(results, list) else [results]:
     for k, v in result.items():

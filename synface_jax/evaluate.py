@@ -19,6 +19,9 @@ Command line::
 
   python -m synface_jax.evaluate pairs --embeddings E.npz --protocol insightface
   python -m synface_jax.evaluate bin --bin lfw.bin --out lfw.npz
+  python -m synface_jax.evaluate run --checkpoint DIR --sets lfw.bin,synthetic:600 --out REPORT
+
+`run` (ROC, AUC, EER, TAR@FAR, identification, the report) lives in `synface_jax.eval`.
 
 Only numpy is imported at module import time; Pillow is imported when images are decoded.
 """
@@ -734,10 +737,12 @@ def fit_to_size(images: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
 class PairEvaluator:
   """Verification of the backbone being trained on the pair sets named in config.eval.pairs.
 
-  A source is a '.bin' pack, 'IMAGE_ROOT:pairs.txt', or 'synthetic[:N]': N pairs (default 6,000)
-  rendered by the run's generator from identities outside its training pool ("Syn-LFW").
-  The pair images are loaded once; each call embeds them in eval mode and returns
-  {'eval/NAME/PROTOCOL/accuracy': ..., '.../std': ..., and for insightface '.../val'}.
+  A source is a '.bin' pack, 'IMAGE_ROOT:pairs.txt', an '.npz' (images, issame) or
+  'synthetic[:N]': N pairs (default 6,000) rendered by the run's generator from identities outside
+  its training pool ("Syn-LFW"). The pair images are loaded once; each call embeds them in eval
+  mode and returns {'eval/NAME/PROTOCOL/accuracy': ..., '.../std': ..., for insightface
+  '.../val', and the all-pairs '.../auc', '.../eer', '.../tar@far=0.001', ...}
+  (`synface_jax.eval.report.verification_figures`).
   """
 
   def __init__(self, config, model, generator=None, gen_params=None):
@@ -757,22 +762,31 @@ class PairEvaluator:
         images, issame = synthetic_pairs(generator, gen_params, jax.random.key(config.seed + 4),
                                          int(count or 6000))
       else:
-        images, issame = load_pair_source(source)
-        name = os.path.splitext(os.path.basename(source.rpartition(':')[0] or source))[0]
+        from synface_jax.eval.sets import load_pairs, set_name
+        images, issame = load_pairs(source)
+        name = set_name(source)
       self.sets[name] = (fit_to_size(images, size), issame)
     self._embed = jax.jit(lambda variables, x: model.apply(variables, x, train=False))
 
   def __call__(self, params, batch_stats) -> Dict[str, float]:
+    from synface_jax.eval.report import verification_figures  # pylint: disable=g-import-not-at-top
     variables = {'params': params, 'batch_stats': batch_stats}
     embed_fn = lambda x: self._embed(variables, x)
     results = {}
     for name, (images, issame) in self.sets.items():
-      for protocol in self.protocols:
-        r = evaluate_pairs(embed_fn, images, issame, protocol, self.batch_size)
-        results[f'eval/{name}/{protocol}/accuracy'] = float(r['accuracy'])
-        results[f'eval/{name}/{protocol}/std'] = float(r['std'])
-        if 'val' in r:
-          results[f'eval/{name}/{protocol}/val'] = float(r['val'])
+      plain = embed_images(embed_fn, images, self.batch_size)
+      flipped = None
+      if 'insightface' in self.protocols:  # embed(x) + embed(flipped x), as evaluate_pairs sums.
+        flipped = plain + embed_images(embed_fn, np.ascontiguousarray(images[:, :, ::-1]),
+                                       self.batch_size)
+      figures = verification_figures(plain, flipped, issame, self.protocols)
+      for protocol, r in figures.items():
+        prefix = f'eval/{name}/{protocol}'
+        for key in ('accuracy', 'std', 'val', 'auc', 'eer'):
+          if key in r:
+            results[f'{prefix}/{key}'] = float(r[key])
+        for far, at in r['tar_at_far'].items():
+          results[f'{prefix}/tar@far={far}'] = float(at['tar'])
     return results
 
 
@@ -811,9 +825,60 @@ def _summary(result: Dict[str, Any], protocol: str) -> Dict[str, Any]:
   return out
 
 
+def _load_issame(path: str) -> np.ndarray:
+  """issame [N] from an .npz (key `issame`, e.g. what ``bin`` writes) or a .npy."""
+  if path.endswith('.npz'):
+    return _load_npz_keys(path, ('issame',))['issame']
+  try:
+    return np.load(path, allow_pickle=False)
+  except (OSError, ValueError) as e:
+    raise UserError(f'{path}: cannot read issame ({e})') from e
+
+
+def load_pair_embeddings(path: str, issame_path: str = '') -> Dict[str, np.ndarray]:
+  """embeddings1, embeddings2 and issame from any of the layouts ``pairs`` reads.
+
+  * .npz with ``embeddings1`` [N, D], ``embeddings2`` [N, D], ``issame`` [N];
+  * .npz with ``embeddings`` [2N, D] interleaved (rows 2k and 2k + 1 are pair k) and ``issame``
+    (what ``python -m synface_jax.embed --out X.npz`` writes for a pair set);
+  * .npy [2N, D] interleaved (what ``embed --out X.npy`` writes), with ``issame_path``.
+  ``issame_path`` (an .npz with ``issame`` or a .npy) overrides the issame stored beside them.
+  """
+  if path.endswith('.npy'):
+    try:
+      interleaved = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+      raise UserError(f'{path}: cannot read .npy ({e})') from e
+    data = {}
+  else:
+    try:
+      with np.load(path, allow_pickle=False) as archive:
+        files = archive.files if hasattr(archive, 'files') else ()
+    except (OSError, ValueError, EOFError) as e:
+      raise UserError(f'{path}: cannot read .npz ({e})') from e
+    if 'embeddings' not in files:
+      keys = ('embeddings1', 'embeddings2') + (() if issame_path else ('issame',))
+      data = _load_npz_keys(path, keys)
+      if issame_path:
+        data['issame'] = _load_issame(issame_path)
+      return data
+    data = _load_npz_keys(path, ('embeddings',) + (('issame',) if 'issame' in files else ()))
+    interleaved = data.pop('embeddings')
+  if issame_path:
+    data['issame'] = _load_issame(issame_path)
+  if 'issame' not in data:
+    raise UserError(f'{path}: interleaved embeddings without issame: give --issame FILE (the pair '
+                    'pack .npz) or embed an .npz that holds issame')
+  issame = np.asarray(data['issame']).reshape(-1)
+  if interleaved.ndim != 2 or interleaved.shape[0] != 2 * issame.size:
+    raise UserError(f'{path}: {interleaved.shape} embeddings for {issame.size} pairs; expected '
+                    f'[{2 * issame.size}, D], rows 2k and 2k + 1 forming pair k')
+  return {'embeddings1': interleaved[0::2], 'embeddings2': interleaved[1::2], 'issame': issame}
+
+
 def _cmd_pairs(args) -> None:
   """``pairs``: runs a protocol on stored embeddings and prints one JSON line."""
-  data = _load_npz_keys(args.embeddings, ('embeddings1', 'embeddings2', 'issame'))
+  data = load_pair_embeddings(args.embeddings, args.issame)
   try:
     result = verify(data['embeddings1'], data['embeddings2'], data['issame'], args.protocol)
   except ValueError as e:
@@ -873,6 +938,46 @@ def _cmd_generator(args) -> None:
   print(f'report: {os.path.join(args.out, "report.md")}')
 
 
+def _floats(text: str) -> List[float]:
+  try:
+    return [float(v) for v in text.split(',') if v]
+  except ValueError:
+    raise argparse.ArgumentTypeError(f'expected comma-separated numbers, got {text!r}') from None
+
+
+def _sources(text: str) -> List[str]:
+  return [v for v in text.split(',') if v]
+
+
+def _cmd_run(args) -> None:
+  """``run``: every verification and identification figure of one checkpoint (eval/report.py)."""
+  from synface_jax.embedder import load_embedder  # pylint: disable=g-import-not-at-top
+  from synface_jax.eval import report, sets  # pylint: disable=g-import-not-at-top
+  if not args.sets and not args.identification:
+    raise UserError('run: give --sets and/or --identification')
+  unknown = [p for p in args.protocols if p not in PROTOCOLS]
+  if unknown or not args.protocols:
+    raise UserError(f'run: --protocols {",".join(args.protocols)}: expected some of {PROTOCOLS}')
+  try:
+    embedder = load_embedder(args.checkpoint, step=args.step, batch_size=args.batch,
+                             normalize=False, arch=args.arch, width=args.width)
+    renderer = None
+    if any(s.split(':')[0] == 'synthetic' for s in args.sets + args.identification):
+      config, origin = report.generator_config(args.checkpoint, args.config,
+                                               embedder.spec.input_size)
+      renderer = sets.renderer_from_config(config, args.seed)
+      print(f'synthetic sets: rendered by the {renderer.name!r} generator of {origin}, held-out '
+            f'identities from {renderer.first_identity}', flush=True)
+    print(f'evaluating {embedder!r} from {args.checkpoint}', flush=True)
+    report.run(embedder, args.sets, args.out, identification_sources=args.identification,
+               renderer=renderer, protocols=tuple(args.protocols), far_targets=args.far,
+               fpir_targets=args.fpir, distractor_fraction=args.distractors, seed=args.seed,
+               checkpoint=args.checkpoint, log=lambda line: print(line, flush=True))
+  except (OSError, ValueError, pickle.UnpicklingError) as e:
+    raise UserError(str(e)) from None
+  print(f'report: {os.path.join(args.out, "report.md")}')
+
+
 def build_parser() -> argparse.ArgumentParser:
   """The ``python -m synface_jax.evaluate`` argument parser."""
   parser = argparse.ArgumentParser(prog='python -m synface_jax.evaluate',
@@ -880,7 +985,11 @@ def build_parser() -> argparse.ArgumentParser:
   sub = parser.add_subparsers(dest='command', required=True)
   pairs = sub.add_parser('pairs', help='verification accuracy from stored pair embeddings')
   pairs.add_argument('--embeddings', required=True,
-                     help='.npz with embeddings1 [N, D], embeddings2 [N, D], issame [N]')
+                     help='.npz with embeddings1 [N, D], embeddings2 [N, D], issame [N]; or what '
+                     'embed writes for a pair set: .npz with embeddings [2N, D] and issame, or '
+                     '.npy [2N, D] with --issame')
+  pairs.add_argument('--issame', default='',
+                     help='issame [N]: an .npz holding it (e.g. from `bin`) or a .npy')
   pairs.add_argument('--protocol', required=True, choices=PROTOCOLS)
   pairs.set_defaults(func=_cmd_pairs)
   pack = sub.add_parser('bin', help='decode an insightface .bin pack to .npz')
@@ -902,6 +1011,31 @@ def build_parser() -> argparse.ArgumentParser:
                            "synthetic.augment) or OP[,OP] (only those, always on)")
   report.add_argument('--out', required=True, help='folder for report.json, report.md and PNGs')
   report.set_defaults(func=_cmd_generator)
+  run = sub.add_parser('run', help="a checkpoint on pair and labelled sets: results.json, "
+                       'report.md, ROC / histogram / CMC PNGs')
+  run.add_argument('--checkpoint', required=True, help='training workdir or checkpoint folder')
+  run.add_argument('--sets', type=_sources, default=[],
+                   help='pair sets, comma-separated: X.bin, ROOT:pairs.txt, X.npz (images, '
+                   'issame), synthetic[:N]')
+  run.add_argument('--identification', type=_sources, default=[],
+                   help='labelled sets, comma-separated: identity folder, RecordIO folder, '
+                   'X.npz (images, labels), synthetic:NxM')
+  run.add_argument('--out', required=True, help='folder for results.json, report.md and PNGs')
+  run.add_argument('--protocols', type=_sources, default=list(PROTOCOLS))
+  run.add_argument('--far', type=_floats, default=[1e-4, 1e-3, 1e-2], help='TAR@FAR targets')
+  run.add_argument('--fpir', type=_floats, default=[1e-2, 1e-1], help='DIR@FPIR targets')
+  run.add_argument('--distractors', type=float, default=0.2,
+                   help='open set: share of identities held out as distractors')
+  run.add_argument('--seed', type=int, default=0,
+                   help='gallery choice, distractor identities, synthetic faces')
+  run.add_argument('--config', default='',
+                   help="config file (path[:arg]) whose generator renders the synthetic sets "
+                   "(default: the run's stored config.json, else the procedural default)")
+  run.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
+  run.add_argument('--batch', type=int, default=64, help='images per forward pass')
+  run.add_argument('--arch', default=None, help='only for checkpoints without model.json')
+  run.add_argument('--width', type=float, default=None, help='only for checkpoints without model.json')
+  run.set_defaults(func=_cmd_run)
   return parser
 
 

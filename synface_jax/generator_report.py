@@ -31,6 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
+from synface_jax.eval.metrics import roc_summary
+from synface_jax.eval.plots import histogram_png
 from synface_jax.generators import augment
 from synface_jax.generators.pairs import to_uint8
 
@@ -157,37 +159,6 @@ def _batched(fn, params, batch_size, *arrays):
   return np.concatenate(out)
 
 
-def roc_summary(genuine: np.ndarray, impostor: np.ndarray, threshold: Optional[float] = None):
-  """Pair statistics of distances (smaller = same): accuracy at `threshold` and at the best one
-  (balanced over the two classes), the equal error rate and the AUC."""
-  genuine, impostor = np.asarray(genuine, np.float64), np.asarray(impostor, np.float64)
-  cuts = np.unique(np.concatenate([genuine, impostor]))
-  cuts = np.concatenate([cuts, [np.inf]])
-  # A pair is called "same" when distance < cut.
-  tar = np.searchsorted(np.sort(genuine), cuts, side='left') / len(genuine)
-  far = np.searchsorted(np.sort(impostor), cuts, side='left') / len(impostor)
-  balanced = 0.5 * (tar + 1 - far)
-  eer_index = int(np.argmin(np.abs((1 - tar) - far)))
-  # AUC: probability that a random genuine distance is below a random impostor one (ties half).
-  order = np.argsort(np.concatenate([genuine, impostor]), kind='mergesort')
-  ranks = np.empty(len(order))
-  values = np.concatenate([genuine, impostor])[order]
-  _, first, counts = np.unique(values, return_index=True, return_counts=True)
-  ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)
-  auc = 1.0 - (ranks[:len(genuine)].sum() - len(genuine) * (len(genuine) + 1) / 2) / (
-      len(genuine) * len(impostor))
-  out = {
-      'pairs_genuine': len(genuine), 'pairs_impostor': len(impostor),
-      'genuine_mean': float(genuine.mean()), 'impostor_mean': float(impostor.mean()),
-      'best_accuracy': float(balanced.max()), 'best_threshold': float(cuts[int(balanced.argmax())]),
-      'eer': float(0.5 * ((1 - tar[eer_index]) + far[eer_index])), 'auc': float(auc),
-  }
-  if threshold is not None:
-    out['accuracy_at_threshold'] = float(
-        0.5 * (np.mean(genuine < threshold) + np.mean(impostor >= threshold)))
-  return out
-
-
 def _pairs(num_identities: int, per_identity: int, seed: int):
   """Genuine pairs: all within-identity pairs of draws; impostor pairs: as many, random."""
   ii, jj = np.triu_indices(per_identity, 1)
@@ -234,38 +205,6 @@ def score(faces: Faces, judge: Judge, seed: int = 0) -> Tuple[dict, dict]:
   arrays = {'genuine': genuine, 'impostor': impostor, 'genuine_pairs': genuine_pairs,
             'impostor_pairs': impostor_pairs, 'images': flat}
   return report, arrays
-
-
-def histogram_png(path, genuine, impostor, threshold=None, title='', bins=40, size=(640, 360)):
-  """Genuine (green) and impostor (red) distance histograms as a PNG, drawn with PIL."""
-  w, h = size
-  margin = 40
-  lo = float(min(genuine.min(), impostor.min()))
-  hi = float(max(genuine.max(), impostor.max(), threshold or 0.0))
-  hi = hi if hi > lo else lo + 1.0
-  edges = np.linspace(lo, hi, bins + 1)
-  hist = [np.histogram(v, edges)[0] / max(len(v), 1) for v in (genuine, impostor)]
-  top = max(max(x.max() for x in hist), 1e-9)
-  image = Image.new('RGB', size, 'white')
-  draw = ImageDraw.Draw(image)
-  x_of = lambda v: margin + (v - lo) / (hi - lo) * (w - 2 * margin)
-  y_of = lambda f: h - margin - f / top * (h - 2 * margin)
-  colours = ((40, 150, 60), (200, 50, 50))
-  for values, colour in zip(hist, colours):
-    for k, f in enumerate(values):
-      if f > 0:
-        draw.rectangle([x_of(edges[k]) + 1, y_of(f), x_of(edges[k + 1]) - 1, h - margin],
-                       outline=colour)
-  draw.line([margin, h - margin, w - margin, h - margin], fill='black')
-  for v in np.linspace(lo, hi, 5):
-    draw.text((x_of(v) - 12, h - margin + 6), f'{v:.2f}', fill='black')
-  if threshold is not None:
-    draw.line([x_of(threshold), margin, x_of(threshold), h - margin], fill=(60, 60, 220))
-    draw.text((x_of(threshold) + 4, margin), f'threshold {threshold:g}', fill=(60, 60, 220))
-  draw.text((margin, 8), title, fill='black')
-  draw.text((w - margin - 150, 8), 'genuine', fill=colours[0])
-  draw.text((w - margin - 80, 8), 'impostor', fill=colours[1])
-  image.save(path)
 
 
 def hardest_pairs_png(path, images, genuine_pairs, genuine, impostor_pairs, impostor, count=8):

@@ -1,0 +1,160 @@
+"""Evaluation sets as arrays: verification pairs and labelled (identification) sets.
+
+Pair sources (images uint8 [2N, H, W, 3], rows 2k and 2k + 1 are pair k, issame bool [N]):
+  lfw.bin             an insightface verification pack
+  ROOT:pairs.txt      LFW's layout
+  pairs.npz           `images` and `issame` (what `python -m synface_jax.evaluate bin` writes)
+  synthetic[:N]       N pairs (default 6,000) rendered from held-out identities of a generator
+
+Labelled sources (images uint8 [M, H, W, 3], labels int [M]):
+  DIR                 one sub-folder per identity (CASIA-WebFace layout)
+  DIR/train.rec, DIR  an insightface RecordIO set (train.rec + train.idx + property)
+  faces.npz           `images` and `labels`
+  synthetic:NxM       N held-out identities x M faces each
+
+Synthetic sources need a `Renderer`: a generator, its params, the first held-out identity id and a
+seed (`renderer_from_config`).
+"""
+import dataclasses
+import os
+from typing import Any, Tuple
+
+import numpy as np
+
+DEFAULT_SYNTHETIC_PAIRS = 6000
+
+
+@dataclasses.dataclass
+class Renderer:
+  """What synthetic sets are rendered with."""
+  generator: Any
+  params: Any
+  first_identity: int   # Held-out identities start here (the training pool is 0 .. this - 1).
+  seed: int = 0
+  name: str = ''
+
+
+def renderer_from_config(config, seed: int = 0) -> Renderer:
+  """A Renderer for `config.generator` (held-out ids after `config.synthetic.num_identities`)."""
+  import jax
+  from synface_jax.generators import get_generator
+  generator = get_generator(config.generator)
+  first = getattr(generator, 'num_identities', None)
+  if 'synthetic' in config and 'num_identities' in config.synthetic:
+    first = int(config.synthetic.num_identities)
+  params = generator.init(jax.random.key(config.get('seed', 0) + 2))
+  return Renderer(generator, params, int(first or 10_000), seed, str(config.generator.name))
+
+
+def set_name(source: str) -> str:
+  """'lfw' for lfw.bin or /data/lfw:pairs.txt, 'synthetic' for synthetic:600, 'synthetic_100x10'
+  for synthetic:100x10, 'casia' for /data/casia."""
+  kind, _, spec = source.partition(':')
+  if kind == 'synthetic':
+    return f'synthetic_{spec.lower()}' if 'x' in spec.lower() else 'synthetic'
+  root, sep, _ = source.rpartition(':')
+  path = root if sep and root else source
+  path = path.rstrip('/\\')
+  if os.path.basename(path) == 'train.rec':
+    path = os.path.dirname(path)
+  return os.path.splitext(os.path.basename(path))[0] or path
+
+
+def _load_npz(path: str, keys) -> dict:
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      missing = [k for k in keys if k not in data.files]
+      if missing:
+        raise ValueError(f'{path}: missing key {missing[0]!r} (has {sorted(data.files)})')
+      return {k: data[k] for k in keys}
+  except (OSError, EOFError) as e:
+    raise ValueError(f'{path}: cannot read .npz ({e})') from None
+
+
+def _need_renderer(renderer, source):
+  if renderer is None:
+    raise ValueError(f'{source}: synthetic sets need a generator')
+
+
+def load_pairs(source: str, renderer: Renderer | None = None) -> Tuple[np.ndarray, np.ndarray]:
+  """(images uint8 [2N, H, W, 3], issame bool [N]) of a pair source (module docstring)."""
+  kind, _, count = source.partition(':')
+  if kind == 'synthetic':
+    _need_renderer(renderer, source)
+    import jax
+    from synface_jax.generators.pairs import synthetic_pairs
+    try:
+      num = int(count) if count else DEFAULT_SYNTHETIC_PAIRS
+    except ValueError:
+      raise ValueError(f'{source}: expected synthetic:N with N pairs, a multiple of 20') from None
+    return synthetic_pairs(renderer.generator, renderer.params, jax.random.key(renderer.seed), num,
+                           first_identity=renderer.first_identity)
+  if source.endswith('.npz'):
+    data = _load_npz(source, ('images', 'issame'))
+    images, issame = data['images'], data['issame'].astype(bool)
+    if images.ndim != 4 or images.shape[0] != 2 * issame.size:
+      raise ValueError(f'{source}: {images.shape[0]} images for {issame.size} pairs; expected '
+                       f'{2 * issame.size} images [2N, H, W, 3]')
+    return images, issame
+  from synface_jax.evaluate import load_pair_source
+  return load_pair_source(source)
+
+
+def _parse_grid(source: str) -> Tuple[int, int]:
+  spec = source.partition(':')[2].lower()
+  try:
+    n, m = (int(v) for v in spec.split('x'))
+  except ValueError:
+    raise ValueError(f'{source}: expected synthetic:NxM (N identities x M faces)') from None
+  if n < 2 or m < 2:
+    raise ValueError(f'{source}: identification needs at least 2 identities x 2 faces')
+  return n, m
+
+
+def render_labelled(renderer: Renderer, num_identities: int, per_identity: int,
+                    batch_size: int = 64) -> Tuple[np.ndarray, np.ndarray]:
+  """N held-out identities x M faces (fresh nuisance each), labels 0 .. N - 1."""
+  import jax
+  from synface_jax.generators.pairs import render_identities
+  labels = np.repeat(np.arange(num_identities), per_identity)
+  images = render_identities(renderer.generator, renderer.params,
+                             jax.random.fold_in(jax.random.key(renderer.seed), 7),
+                             renderer.first_identity + labels, batch_size)
+  return images, labels
+
+
+def _decode_examples(examples, report, source) -> Tuple[np.ndarray, np.ndarray]:
+  from synface_jax.data import images as image_io
+  pixels, labels = [], []
+  for _, example in examples:
+    pixels.append(image_io.decode(example['image']))
+    labels.append(int(example['label']))
+  report.warn()
+  if not pixels:
+    raise ValueError(f'{source}: no usable images')
+  from synface_jax.evaluate import _stack_images  # pylint: disable=protected-access
+  return _stack_images(pixels, source), np.array(labels, np.int64)
+
+
+def load_labelled(source: str, renderer: Renderer | None = None) -> Tuple[np.ndarray, np.ndarray]:
+  """(images uint8 [M, H, W, 3], labels int64 [M]) of a labelled source (module docstring)."""
+  if source.split(':')[0] == 'synthetic':
+    _need_renderer(renderer, source)
+    return render_labelled(renderer, *_parse_grid(source))
+  if source.endswith('.npz'):
+    data = _load_npz(source, ('images', 'labels'))
+    images, labels = data['images'], data['labels'].reshape(-1)
+    if images.ndim != 4 or images.shape[0] != labels.size:
+      raise ValueError(f'{source}: {images.shape} images for {labels.size} labels')
+    return images, labels
+  is_rec = source.endswith('.rec') or os.path.isfile(os.path.join(source, 'train.rec'))
+  if is_rec:
+    from synface_jax.data import source_rec
+    rs = source_rec.open_set(source)
+    return _decode_examples(source_rec.examples(rs), rs.report, source)
+  if os.path.isdir(source):
+    from synface_jax.data import source_folder
+    fs = source_folder.list_folders(source)
+    return _decode_examples(source_folder.examples(fs), fs.report, source)
+  raise ValueError(f'{source}: not an identity folder, a RecordIO set, an .npz with images and '
+                   'labels, or synthetic:NxM')
