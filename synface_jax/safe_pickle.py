@@ -27,6 +27,7 @@ import io
 import math
 import os
 import pickle
+import stat
 import struct
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
@@ -758,30 +759,33 @@ def _children(value):
 def _check_result(root, max_depth: int):
   """Refuses stubs, markers, cycles and containers nested deeper than max_depth.
 
-  An iterative post-order walk: each container's height (1 + its tallest child) is computed once,
-  so values shared through the memo cost nothing extra and cannot hide depth.
+  An iterative walk: a container is refused as soon as it lies deeper than max_depth; each
+  container's height (1 + its tallest child) is computed once on the way back, so values shared
+  through the memo are walked once and cannot hide depth when met again lower down.
   """
   height = {}
   on_path = set()
-  todo = [(root, None)]
+  todo = [(root, 1, None)]
   while todo:
-    value, children = todo.pop()
+    value, depth, children = todo.pop()
     if children is not None:  # Leaving: every child has its height.
       on_path.discard(id(value))
       height[id(value)] = 1 + max((height.get(id(c), 0) for c in children), default=0)
-      if height[id(value)] > max_depth:
-        raise Refused(f'values nested more than {max_depth} deep')
       continue
     if id(value) in height:
+      if depth - 1 + height[id(value)] > max_depth:
+        raise Refused(f'values nested more than {max_depth} deep')
       continue
     if id(value) in on_path:
       raise Refused(f'{describe(value)} contains itself')
     children = _children(value)
     if children is None:
       continue
+    if depth > max_depth:
+      raise Refused(f'values nested more than {max_depth} deep')
     on_path.add(id(value))
-    todo.append((value, children))
-    todo.extend((child, None) for child in children)
+    todo.append((value, depth, children))
+    todo.extend((child, depth + 1, None) for child in children)
 
 
 def load(data: bytes, *, name: str, globals: Mapping[Tuple[str, str], Global] = None,  # pylint: disable=redefined-builtin
@@ -819,13 +823,17 @@ def load(data: bytes, *, name: str, globals: Mapping[Tuple[str, str], Global] = 
 
 
 def load_file(path, *, max_bytes: int = 2 ** 34, **kwargs):
-  """`load` on the contents of a file (at most max_bytes long), naming it in errors."""
+  """`load` on the contents of a regular file of at most max_bytes, naming it in errors."""
   path = os.fspath(path)
+  info = os.stat(path)
+  if not stat.S_ISREG(info.st_mode):
+    raise PickleFileError(f'{path}: not a regular file')
+  if info.st_size > max_bytes:
+    raise PickleFileError(f'{path}: {info.st_size} bytes is more than the {max_bytes} allowed')
   with open(path, 'rb') as f:
-    size = os.fstat(f.fileno()).st_size
-    if size > max_bytes:
-      raise PickleFileError(f'{path}: {size} bytes is more than the {max_bytes} allowed')
-    data = f.read(max_bytes + 1)
+    data = f.read()
+  if len(data) > max_bytes:
+    raise PickleFileError(f'{path}: more than the {max_bytes} bytes allowed')
   return load(data, name=path, **kwargs)
 
 

@@ -10,8 +10,10 @@ DIR becomes an orbax CheckpointManager directory with step 0 holding
 import argparse
 import math
 import os
+import struct
 import sys
 import zipfile
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +43,9 @@ DEFAULT_INPUT_HW = (112, 112)
 MAX_INFLATE_RATIO = 64        # a compressed zip member may expand at most 64x (+ INFLATE_SLACK)
 INFLATE_SLACK = 2 ** 16
 MAX_PICKLE_BYTES = 2 ** 28    # data.pkl itself (an r200 state dict's is about 100 KB)
+# What a damaged archive raises from zipfile (bad headers, CRC, unknown compression, encryption).
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, OSError,
+               EOFError, ValueError, KeyError, OverflowError, struct.error)
 
 
 class _Storage:
@@ -182,7 +187,7 @@ def load_pth(path) -> dict[str, np.ndarray]:
   path = os.fspath(path)
   try:
     archive = zipfile.ZipFile(path)
-  except zipfile.BadZipFile as e:
+  except _ZIP_ERRORS as e:
     raise safe_pickle.PickleFileError(f'{path}: not a torch zip checkpoint ({e})') from None
   with archive:
     names = archive.namelist()
@@ -204,7 +209,7 @@ def load_pth(path) -> dict[str, np.ndarray]:
         raise safe_pickle.Refused(f'{pickles[0]} is {info.file_size} bytes, more than the '
                                   f'{MAX_PICKLE_BYTES} allowed')
       data_pkl = _read_member(archive, path, pickles[0], size)
-    except (safe_pickle.Refused, zipfile.BadZipFile, OSError, EOFError, RuntimeError) as e:
+    except (safe_pickle.Refused,) + _ZIP_ERRORS as e:
       raise safe_pickle.PickleFileError(f'{path}: {e}') from None
 
     def read_storage(key, dtype, numel):
@@ -216,10 +221,7 @@ def load_pth(path) -> dict[str, np.ndarray]:
         raise safe_pickle.Refused(
             f'storage {key} has {archive.getinfo(name).file_size // dtype.itemsize} elements, '
             f'the pickle expects {numel}')
-      try:
-        raw = _read_member(archive, path, name, nbytes)
-      except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as e:
-        raise safe_pickle.Refused(f'{name}: {e}') from None
+      raw = _read_member(archive, path, name, nbytes)
       return np.frombuffer(raw, dtype.newbyteorder(order)).astype(dtype)
 
     loader = _Loader(read_storage)
