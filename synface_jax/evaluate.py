@@ -715,6 +715,9 @@ class PairEvaluator:
       else:
         images, issame = load_pair_source(source)
         name = os.path.splitext(os.path.basename(source.rpartition(':')[0] or source))[0]
+      if len(issame) < 10:
+        raise ValueError(f'eval.pairs entry {source!r} holds {len(issame)} pairs; the '
+                         f'verification protocols need at least 10 (10 folds)')
       self.sets[name] = (fit_to_size(images, size), issame)
     self._embed = jax.jit(lambda variables, x: model.apply(variables, x, train=False))
 

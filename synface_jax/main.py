@@ -3,10 +3,13 @@
     python -m synface_jax.main --config=configs/real.py:Real_2K_10 --workdir=runs/real \
         --config.real.path=/data/casia
 
-Rerunning the same command resumes from the latest checkpoint in --workdir.
+Rerunning the same command resumes from the latest usable checkpoint in --workdir. Exit status:
+0 when training finished or was stopped by SIGTERM / SIGINT (a checkpoint is saved first), 2 for a
+bad config or a workdir in use by another run, 3 when training kept producing NaN / inf.
 """
 import logging as pylogging
 import os
+import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
@@ -14,7 +17,7 @@ from absl import app, flags, logging  # noqa: E402
 import jax  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from synface_jax import config as config_lib, train  # noqa: E402
+from synface_jax import checkpointing, config as config_lib, train  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Where checkpoints and TensorBoard metrics go.')
@@ -42,7 +45,10 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().addFilter(_QuietLibraries())
   config = FLAGS.config
-  config_lib.validate(config)
+  try:
+    config_lib.validate(config)
+  except ValueError as e:
+    _fail(f'config: {e}', 2)
   if FLAGS.distributed or FLAGS.coordinator_address:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
@@ -52,7 +58,22 @@ def main(argv):
   logging.info('JAX process %d / %d, devices: %s', jax.process_index(), jax.process_count(),
                jax.devices())
   os.makedirs(FLAGS.workdir, exist_ok=True)
-  train.train_and_evaluate(config, FLAGS.workdir)
+  try:
+    train.train_and_evaluate(config, FLAGS.workdir)
+  except checkpointing.WorkdirBusyError as e:
+    _fail(str(e), 2)
+  except checkpointing.NonFiniteError as e:
+    _fail(str(e), 3)
+  except (ValueError, OSError) as e:  # Bad data, pair sets or paths, named by the message.
+    logging.debug('traceback', exc_info=True)
+    _fail(str(e), 2)
+
+
+def _fail(message: str, status: int):
+  """One line on stderr (and in the log), no traceback, and the exit status."""
+  logging.error('%s', message)
+  print(f'error: {message}', file=sys.stderr, flush=True)
+  sys.exit(status)
 
 
 if __name__ == '__main__':
