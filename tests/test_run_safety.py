@@ -250,7 +250,8 @@ def test_sigterm_saves_and_exits_zero(tmp_path, signum):
           '--config.model.arch=r18', '--config.model.width=0.0625',
           '--config.model.num_features=32', f'--config.model.input_size=({SIZE[0]},{SIZE[1]})',
           '--config.synthetic.num_identities=8', '--config.synthetic.images_per_identity=4',
-          f'--config.optim.batch_size={BATCH}', '--config.num_train_steps=100000',
+          f'--config.optim.batch_size={BATCH}', '--config.optim.learning_rate=0.2',
+          '--config.num_train_steps=100000',
           '--config.log_every_steps=1', '--config.checkpoint_every_steps=100000',
           '--config.mesh.data=1']
   env = dict(os.environ, XLA_FLAGS='', PYTHONUNBUFFERED='1')
