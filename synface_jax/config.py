@@ -12,6 +12,7 @@ from ml_collections.config_dict import placeholder
 from synface_jax.generators import augment
 
 REGIMES = ('real', 'synthetic', 'mixed')
+MIN_EVAL_PAIRS = 10  # Both verification protocols score 10 folds.
 LOSSES = {
     # name: (m1, m2, m3, scale) as in insightface's CombinedMarginLoss; SynFace uses ArcFace with s = 30.
     'arcface': (1.0, 0.5, 0.0, 64.0),
@@ -98,6 +99,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.decay_epochs = (24, 30, 36)  # x0.1 at each.
   c.optim.grad_clip = 0.0             # Global-norm clip; 0 = off.
   c.optim.grad_accum_steps = 1        # Micro-batches per update (the batch stays optim.batch_size).
+  # An update with a NaN / inf loss, gradient or result is skipped (the state is kept) and counted
+  # in train/nonfinite_steps; this many in a row stop the run with an error. 0 = never stop.
+  c.optim.max_nonfinite_steps = 10
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1
@@ -113,7 +117,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.log_every_steps = 100
   c.checkpoint_every_steps = 1000
-  c.keep_checkpoints = 3
+  c.keep_checkpoints = 3              # The newest N checkpoints are kept; 0 = keep all.
   c.num_train_steps = 0               # 0 = derived from optim.num_epochs.
   return c
 
@@ -169,6 +173,27 @@ def validate(c: ml_collections.ConfigDict) -> None:
       raise ValueError(f'config field {field}={_get(c, field)!r}: {why}')
 
   need(c.regime in REGIMES, 'regime', f'must be one of {REGIMES}')
+  from synface_jax.models.iresnet import ARCHS  # pylint: disable=g-import-not-at-top
+  need(c.model.arch in ARCHS, 'model.arch', f'must be one of {sorted(ARCHS)}')
+  need(_is_int(c.num_train_steps) and c.num_train_steps >= 0, 'num_train_steps',
+       'must be an integer >= 0 (0 = from optim.num_epochs)')
+  need(_is_int(c.checkpoint_every_steps) and c.checkpoint_every_steps >= 1,
+       'checkpoint_every_steps', 'must be an integer >= 1')
+  need(_is_int(c.log_every_steps) and c.log_every_steps >= 1, 'log_every_steps',
+       'must be an integer >= 1')
+  need(_is_int(c.keep_checkpoints) and c.keep_checkpoints >= 0, 'keep_checkpoints',
+       'must be an integer >= 0 (0 = keep all)')
+  need(_is_int(c.optim.max_nonfinite_steps) and c.optim.max_nonfinite_steps >= 0,
+       'optim.max_nonfinite_steps', 'must be an integer >= 0 (0 = never stop)')
+  need(_is_int(c.eval.every_steps) and c.eval.every_steps >= 0, 'eval.every_steps',
+       'must be an integer >= 0 (0 = at the end only)')
+  need(c.eval.batch_size >= 1, 'eval.batch_size', 'must be >= 1')
+  for source in c.eval.pairs:
+    kind, _, count = str(source).partition(':')
+    if kind == 'synthetic' and count:
+      need(count.isdigit() and int(count) >= MIN_EVAL_PAIRS, 'eval.pairs',
+           f'{source!r}: a synthetic pair set needs at least {MIN_EVAL_PAIRS} pairs '
+           f'(10 folds)')
   need(c.model.dtype in ('float32', 'bfloat16'), 'model.dtype', "must be 'float32' or 'bfloat16'")
   need(len(c.model.input_size) == 2 and all(int(v) % 16 == 0 and v > 0 for v in c.model.input_size),
        'model.input_size', '(H, W) must both be positive multiples of 16')
@@ -210,6 +235,36 @@ def validate(c: ml_collections.ConfigDict) -> None:
       mixup.make_sampler(_get(c, field))
     except ValueError as e:
       raise ValueError(f'config field {field}: {e}') from None
+
+
+def validate_devices(c: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Raises ValueError when the mesh or the batch cannot be laid out on num_devices devices."""
+  def need_ok(ok, why):
+    if not ok:
+      raise ValueError(why)
+
+  data, model = c.mesh.data, c.mesh.model
+  need_ok(data == -1 or (_is_int(data) and data >= 1),
+          f'config field mesh.data={data!r}: must be -1 (all that is left) or >= 1')
+  need_ok(model == -1 or (_is_int(model) and model >= 1),
+          f'config field mesh.model={model!r}: must be -1 (all that is left) or >= 1')
+  need_ok(not (data == -1 and model == -1),
+          'config fields mesh.data and mesh.model: at most one may be -1')
+  if data == -1:
+    data = num_devices // model if num_devices % model == 0 else 0
+  if model == -1:
+    model = num_devices // data if num_devices % data == 0 else 0
+  need_ok(data >= 1 and model >= 1 and data * model == num_devices,
+          f'config fields mesh.data={c.mesh.data} x mesh.model={c.mesh.model}: do not match the '
+          f'{num_devices} available devices')
+  accum = c.optim.grad_accum_steps
+  need_ok(c.optim.batch_size % (data * accum) == 0,
+          f'config field optim.batch_size={c.optim.batch_size}: must be divisible by the mesh '
+          f'data axis ({data} devices) x optim.grad_accum_steps ({accum})')
+
+
+def _is_int(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _get(c, dotted):

@@ -26,7 +26,6 @@ Command line::
 Only numpy is imported at module import time; Pillow is imported when images are decoded.
 """
 import argparse
-import codecs
 import io
 import json
 import os
@@ -35,6 +34,8 @@ import sys
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
+
+from synface_jax import safe_pickle
 
 PROTOCOLS = ('insightface', 'synface')
 INSIGHTFACE_THRESHOLDS = np.arange(0, 4, 0.01)
@@ -377,67 +378,10 @@ def verify(embeddings1, embeddings2, issame, protocol: str) -> Dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 
 
-def _numpy_attr(module_names: Sequence[str], name: str):
-  """First ``name`` found in the numpy submodules ``module_names`` (numpy 1.x and 2.x)."""
-  import importlib  # pylint: disable=g-import-not-at-top
-  for module_name in module_names:
-    try:
-      return getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError):
-      continue
-  raise pickle.UnpicklingError(f'numpy does not provide {name}')
-
-
-def _allowed_globals() -> Dict[Tuple[str, str], Callable[[], Any]]:
-  """The globals a verification pack may reference, each with a resolver."""
-  allowed = {}
-  for name in ('list', 'tuple', 'bool', 'bytes', 'bytearray', 'str', 'int', 'float', 'dict',
-               'set', 'frozenset'):
-    allowed[('builtins', name)] = (lambda name=name: getattr(__import__('builtins'), name))
-    allowed[('__builtin__', name)] = allowed[('builtins', name)]
-  allowed[('_codecs', 'encode')] = lambda: codecs.encode
-  for prefix in ('numpy.core', 'numpy._core'):
-    allowed[(prefix + '.multiarray', '_reconstruct')] = (
-        lambda: _numpy_attr(['numpy._core.multiarray', 'numpy.core.multiarray'], '_reconstruct'))
-    allowed[(prefix + '.numeric', '_frombuffer')] = (
-        lambda: _numpy_attr(['numpy._core.numeric', 'numpy.core.numeric'], '_frombuffer'))
-  allowed[('numpy', 'ndarray')] = lambda: np.ndarray
-  allowed[('numpy', 'dtype')] = lambda: np.dtype
-  return allowed
-
-
-class _PackUnpickler(pickle.Unpickler):
-  """Unpickler that only resolves the globals a verification pack needs."""
-
-  def __init__(self, file, path: str, **kwargs):
-    super().__init__(file, **kwargs)
-    self._path = path
-    self._allowed = _allowed_globals()
-
-  def find_class(self, module, name):
-    resolver = self._allowed.get((module, name))
-    if resolver is None:
-      raise pickle.UnpicklingError(
-          f'{self._path}: refusing to load global {module}.{name}; a verification pack may only '
-          f'hold image bytes, booleans and numpy uint8 buffers')
-    return resolver()
-
-
 def _unpickle_pack(path: str) -> Any:
-  """Loads a pack with the restricted unpickler, retrying Python-2 ``str`` data as bytes."""
-  with open(path, 'rb') as f:
-    raw = f.read()
-  try:
-    try:
-      return _PackUnpickler(io.BytesIO(raw), path).load()
-    except UnicodeDecodeError:
-      return _PackUnpickler(io.BytesIO(raw), path, encoding='bytes').load()
-  except pickle.UnpicklingError as e:
-    if path in str(e):
-      raise
-    raise pickle.UnpicklingError(f'{path}: not a readable verification pack ({e})') from e
-  except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
-    raise pickle.UnpicklingError(f'{path}: not a readable verification pack ({e})') from e
+  """The pack's pickle, read by the plain-data reader (Python 2 ``str`` data stays bytes)."""
+  return safe_pickle.load_file(path, globals={**safe_pickle.BUILTINS, **safe_pickle.NUMPY},
+                               str8='bytes')
 
 
 def _as_jpeg_bytes(item, path: str, index: int) -> bytes:
@@ -449,6 +393,15 @@ def _as_jpeg_bytes(item, path: str, index: int) -> bytes:
   if isinstance(item, np.ndarray) and item.dtype in (np.uint8, np.int8):
     return item.tobytes()
   raise ValueError(f'{path}: image {index} is a {type(item).__name__}, not encoded image bytes')
+
+
+def _as_flag(value, path: str, index: int) -> bool:
+  """One issame flag: a bool, or the integer 0 or 1 (a string such as 'no' is refused)."""
+  if isinstance(value, (bool, np.bool_)):
+    return bool(value)
+  if isinstance(value, (int, np.integer)) and value in (0, 1):
+    return bool(value)
+  raise ValueError(f'{path}: issame flag {index} is {safe_pickle.describe(value)}, not a bool')
 
 
 def decode_image(data: bytes, source: str) -> np.ndarray:
@@ -485,8 +438,8 @@ def load_bin(path) -> Tuple[np.ndarray, np.ndarray]:
   """Reads an insightface verification ``.bin`` pack.
 
   The file is a pickle of ``(list of 2N encoded images, list of N bools)``; images ``2k`` and
-  ``2k + 1`` form pair ``k``. Python-3 (any protocol) and Python-2-era packs are accepted; only the
-  globals such packs need are resolved.
+  ``2k + 1`` form pair ``k``. Python-3 (any protocol) and Python-2-era packs are accepted; the
+  pickle is read by :mod:`synface_jax.safe_pickle`, which builds plain data only.
 
   Args:
     path: the ``.bin`` file.
@@ -495,7 +448,8 @@ def load_bin(path) -> Tuple[np.ndarray, np.ndarray]:
     (images uint8 [2N, H, W, 3] RGB, issame bool [N]).
 
   Raises:
-    pickle.UnpicklingError: for a disallowed global or a file that is not a pickle.
+    safe_pickle.PickleFileError (a ValueError): for a disallowed global or a file that is not
+      a readable pickle.
     ValueError: for a wrong layout or an image that cannot be decoded (naming its index).
   """
   path = os.fspath(path)
@@ -509,11 +463,13 @@ def load_bin(path) -> Tuple[np.ndarray, np.ndarray]:
   if len(bins) != 2 * len(issame_list):
     raise ValueError(f'{path}: {len(bins)} images for {len(issame_list)} pairs; expected '
                      f'{2 * len(issame_list)}')
+  if len(issame_list) == 0:
+    raise ValueError(f'{path}: the pack holds no pairs')
+  issame = np.array([_as_flag(x, path, i) for i, x in enumerate(issame_list)], dtype=bool)
   images = [
       decode_image(_as_jpeg_bytes(item, path, i), f'{path} image {i}')
       for i, item in enumerate(bins)
   ]
-  issame = np.array([bool(x) for x in issame_list], dtype=bool)
   return _stack_images(images, path), issame
 
 
@@ -765,6 +721,9 @@ class PairEvaluator:
         from synface_jax.eval.sets import load_pairs, set_name
         images, issame = load_pairs(source)
         name = set_name(source)
+      if len(issame) < 10:
+        raise ValueError(f'eval.pairs entry {source!r} holds {len(issame)} pairs; the '
+                         f'verification protocols need at least 10 (10 folds)')
       self.sets[name] = (fit_to_size(images, size), issame)
     self._embed = jax.jit(lambda variables, x: model.apply(variables, x, train=False))
 

@@ -3,11 +3,14 @@
     python -m synface_jax.main --config=configs/real.py:Real_2K_10 --workdir=runs/real \
         --config.real.path=/data/casia
 
-Rerunning the same command resumes from the latest checkpoint in --workdir.
+Rerunning the same command resumes from the latest usable checkpoint in --workdir. Exit status:
+0 when training finished or was stopped by SIGTERM / SIGINT (a checkpoint is saved first), 2 for a
+bad config or a workdir in use by another run, 3 when training kept producing NaN / inf.
 """
 import json
 import logging as pylogging
 import os
+import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
@@ -15,7 +18,7 @@ from absl import app, flags, logging  # noqa: E402
 import jax  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from synface_jax import config as config_lib, train  # noqa: E402
+from synface_jax import checkpointing, config as config_lib, train  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Where checkpoints and TensorBoard metrics go.')
@@ -43,7 +46,10 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().addFilter(_QuietLibraries())
   config = FLAGS.config
-  config_lib.validate(config)
+  try:
+    config_lib.validate(config)
+  except ValueError as e:
+    _fail(f'config: {e}', 2)
   if FLAGS.distributed or FLAGS.coordinator_address:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
@@ -59,7 +65,15 @@ def main(argv):
   logging.info('JAX process %d / %d, devices: %s', jax.process_index(), jax.process_count(),
                jax.devices())
   os.makedirs(FLAGS.workdir, exist_ok=True)
-  summary = train.train_and_evaluate(config, FLAGS.workdir)
+  try:
+    summary = train.train_and_evaluate(config, FLAGS.workdir)
+  except checkpointing.WorkdirBusyError as e:
+    _fail(str(e), 2)
+  except checkpointing.NonFiniteError as e:
+    _fail(str(e), 3)
+  except (ValueError, OSError) as e:  # Bad data, pair sets or paths, named by the message.
+    logging.debug('traceback', exc_info=True)
+    _fail(str(e), 2)
   if jax.process_index() == 0:
     path = os.path.join(FLAGS.workdir, 'results.json')
     with open(path, 'w') as f:
@@ -75,6 +89,13 @@ def summary_line(summary: dict) -> str:
   parts += [f'{k[len("eval/"):-len("/accuracy")]} {v:.4f}' for k, v in sorted(summary.items())
             if k.startswith('eval/') and k.endswith('/accuracy')]
   return 'final: ' + ', '.join(parts)
+
+
+def _fail(message: str, status: int):
+  """One line on stderr (and in the log), no traceback, and the exit status."""
+  logging.error('%s', message)
+  print(f'error: {message}', file=sys.stderr, flush=True)
+  sys.exit(status)
 
 
 if __name__ == '__main__':

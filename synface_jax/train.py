@@ -23,7 +23,7 @@ import optax
 from clu import metrics as clu_metrics
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from synface_jax import losses, mixup, models, sharding
+from synface_jax import checkpointing, losses, mixup, models, sharding
 from synface_jax.mixup import SoftLabel
 from synface_jax.generators import augment
 from synface_jax.models import head as head_lib
@@ -39,10 +39,38 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 @flax.struct.dataclass
+class _FiniteAverage(clu_metrics.Average):
+  """Average of the finite values only (a skipped step's NaN loss does not poison the mean)."""
+
+  @classmethod
+  def from_model_output(cls, values, mask=None, **_):
+    del mask
+    values = jnp.atleast_1d(values)
+    return super().from_model_output(values, mask=jnp.isfinite(values))
+
+
+@flax.struct.dataclass
+class _Count(clu_metrics.Metric):
+  """A sum over steps (e.g. of skipped updates)."""
+  total: jax.Array
+
+  @classmethod
+  def from_model_output(cls, values, **_):
+    return cls(total=jnp.asarray(values, jnp.int32).sum())
+
+  def merge(self, other):
+    return type(self)(total=self.total + other.total)
+
+  def compute(self):
+    return self.total
+
+
+@flax.struct.dataclass
 class TrainMetrics(clu_metrics.Collection):
-  loss: clu_metrics.Average.from_output('loss')
+  loss: _FiniteAverage.from_output('loss')
   accuracy: clu_metrics.Average.from_output('accuracy')
   learning_rate: clu_metrics.LastValue.from_output('learning_rate')
+  nonfinite_steps: _Count.from_output('nonfinite')  # Updates skipped for NaN / inf.
 
 
 def create_model(config: ml_collections.ConfigDict) -> models.IResNet:
@@ -241,15 +269,25 @@ def make_train_step(config: ml_collections.ConfigDict, model, tx, schedule, mesh
       grads = jax.tree.map(lambda g: g / accum, grad_sum)
       loss, correct = loss_sum / accum, correct.reshape(-1)
 
-    # 3. Optimiser update.
+    # 3. Optimiser update; a non-finite loss, gradient or result keeps the old state (counted).
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                              batch_stats=batch_stats, opt_state=opt_state)
+    params = optax.apply_updates(state.params, updates)
+    finite = jnp.isfinite(loss) & tree_all_finite((grads, params, batch_stats))
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    new_state = state.replace(step=state.step + 1, params=keep(params, state.params),
+                              batch_stats=keep(batch_stats, state.batch_stats),
+                              opt_state=keep(opt_state, state.opt_state))
     metrics = TrainMetrics.single_from_model_output(
-        loss=loss, accuracy=correct, learning_rate=schedule(state.step))
+        loss=loss, accuracy=correct, learning_rate=schedule(state.step), nonfinite=~finite)
     return new_state, metrics
 
   return step
+
+
+def tree_all_finite(tree) -> jax.Array:
+  """A scalar bool: every floating-point leaf of the pytree is free of NaN and inf (traceable)."""
+  leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves])) if leaves else jnp.bool_(True)
 
 
 def jit_train_step(step, state: TrainState, mesh):
@@ -272,15 +310,64 @@ def steps_per_epoch(config: ml_collections.ConfigDict, num_real_images: int) -> 
   return max(1, images // config.optim.batch_size)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains (resuming from the latest checkpoint in workdir), evaluates, and returns final metrics."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
+  """Trains (resuming from the latest usable checkpoint in workdir), evaluates, returns metrics.
+
+  Holds the workdir lock for the whole run. SIGTERM / SIGINT stop it after the current step with
+  a checkpoint saved (the returned dict then has 'stopped_by'). Raises NonFiniteError when
+  optim.max_nonfinite_steps updates in a row were non-finite (the last finite state is on disk).
+  `devices` (default: all) are the devices of the mesh.
+  """
+  # Process 0 holds the lock. In multi-process runs SIGTERM is left to JAX's preemption notice
+  # (orbax then saves at the next step).
+  single = jax.process_count() == 1
+  with checkpointing.WorkdirLock(workdir, enabled=jax.process_index() == 0), \
+      checkpointing.StopSignals(enabled=single) as stop:
+    return _train_and_evaluate(config, workdir, stop, devices)
+
+
+class _NonFiniteGuard:
+  """Counts skipped (non-finite) updates in a row, reading each step's flag one step late so
+  that the host does not wait for the device on every step."""
+
+  def __init__(self, limit: int):
+    self.limit, self.in_a_row, self.first, self._pending = limit, 0, None, None
+
+  def update(self, step, flag):
+    pending, self._pending = self._pending, (step, flag)
+    if pending is not None:
+      self._check(*pending)
+
+  def flush(self):
+    if self._pending is not None:
+      self._check(*self._pending)
+      self._pending = None
+
+  def _check(self, step, flag):
+    if not bool(jax.device_get(flag)):
+      self.in_a_row, self.first = 0, None
+      return
+    self.in_a_row += 1
+    self.first = self.first or step
+    logging.warning('Step %d: non-finite loss or gradients, update skipped (%d in a row)', step,
+                    self.in_a_row)
+    if self.limit and self.in_a_row >= self.limit:
+      raise checkpointing.NonFiniteError(
+          f'training stopped: steps {self.first}..{step} gave {self.in_a_row} non-finite updates '
+          f'in a row (optim.max_nonfinite_steps={self.limit}); every one was skipped and no '
+          f'non-finite state was saved. Lower optim.learning_rate or set optim.grad_clip.')
+
+
+def _train_and_evaluate(config, workdir, stop, devices) -> dict:
   # Imported here: the step above needs none of the loop's I/O (only real data needs TensorFlow).
   import orbax.checkpoint as ocp
-  from synface_jax import data, generators, writers
+  from synface_jax import config as config_lib, data, generators, writers
   from synface_jax.evaluate import PairEvaluator
   from synface_jax.models import model_spec
 
-  mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+  devices = list(jax.devices() if devices is None else devices)
+  config_lib.validate_devices(config, len(devices))
+  mesh = sharding.make_mesh(config.mesh.data, config.mesh.model, devices=devices)
   writer = writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   writer.write_hparams({k: str(v) for k, v in _flatten(config.to_dict()).items()})
 
@@ -293,31 +380,53 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if config.regime != 'real':
     generator = generators.get_generator(config.generator)
     gen_params = generator.init(jax.random.key(config.seed + 2))
+  model = create_model(config)
+  # Pair sets are loaded (and checked) before anything compiles for training.
+  evaluator = PairEvaluator(config, model, generator, gen_params) if config.eval.pairs else None
 
   per_epoch = steps_per_epoch(config, num_real_images)
   num_steps = config.num_train_steps or int(config.optim.num_epochs * per_epoch)
   schedule = learning_rate_schedule(config, per_epoch)
   tx = make_optimizer(config, schedule)
-  model = create_model(config)
   state = init_state(model, tx, num_classes, jax.random.key(config.seed), mesh,
                      tuple(config.model.input_size), config.mesh.head_on_data)
 
-  manager = ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), 'checkpoints'),
-      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
+  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  # Asked every step: saves every checkpoint_every_steps, and when orbax sees a preemption notice.
+  policy = ocp.checkpoint_managers.AnySavePolicy([
+      ocp.checkpoint_managers.FixedIntervalPolicy(config.checkpoint_every_steps),
+      ocp.checkpoint_managers.PreemptionCheckpointingPolicy()])
+  make_manager = lambda: ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+      max_to_keep=config.keep_checkpoints or None, create=True, save_decision_policy=policy))
+  manager = make_manager()
   if jax.process_index() == 0:  # What the embedder and exporter need to rebuild the backbone.
     model_spec.ModelSpec.from_config(config).write(manager.directory)
-  start = manager.latest_step()
-  if start is not None:
+  if manager.all_steps():
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    state = manager.restore(start, args=ocp.args.StandardRestore(abstract))
-    logging.info('Resumed from %s/checkpoints at step %d', workdir, start)
+    restored, start, skipped = checkpointing.restore_latest(manager, abstract, directory)
+    if skipped:
+      manager.close()
+      manager = make_manager()  # It must not see the checkpoints that were set aside.
+    if restored is not None:
+      state = restored
+      logging.info('Resumed from %s/checkpoints at step %d', workdir, start)
+    else:
+      logging.warning('No usable checkpoint in %s (%s): starting from step 0', directory,
+                      '; '.join(skipped))
   start = int(state.step)
+
+  def save(step, force=False):
+    """A checkpoint at `step` when it is due (or preemption is near, or force); never NaN."""
+    if not (force or manager.should_save(step)):
+      return
+    if not checkpointing.all_finite(state):
+      raise checkpointing.NonFiniteError(f'step {step}: the state to save is not finite; '
+                                         f'not saved (the last checkpoint is kept)')
+    manager.save(step, args=ocp.args.StandardSave(state), force=True)
 
   step_fn = jit_train_step(
       make_train_step(config, model, tx, schedule, mesh, num_classes=num_classes,
                       generator=generator, num_real_images=num_real_images), state, mesh)
-  evaluator = PairEvaluator(config, model, generator, gen_params) if config.eval.pairs else None
   real_iter = real.iterator(start) if real else None
   gen_params = jax.device_put(gen_params, sharding.replicated(mesh))
   key = jax.random.key(config.seed + 3)
@@ -329,25 +438,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   logging.info('Training %s: %d classes, steps %d..%d (%d per epoch), batch %d, mesh %s',
                config.regime, num_classes, start + 1, num_steps, per_epoch,
                config.optim.batch_size, dict(mesh.shape))
-  for step in range(start + 1, num_steps + 1):
-    with jax.profiler.StepTraceAnnotation('train', step_num=step):
-      batch = next(real_iter) if real_iter else None
-      state, metrics = step_fn(state, gen_params, batch, key)
-    train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
-    report(step)
-    if step % config.log_every_steps == 0 or step == num_steps:
-      summary = {f'train/{k}': float(v) for k, v in train_metrics.compute().items()}
-      writer.write_scalars(step, summary)
-      train_metrics = None
-    if evaluator and config.eval.every_steps and step % config.eval.every_steps == 0:
-      summary.update(_evaluate(evaluator, state, writer, step))
-    if step % config.checkpoint_every_steps == 0 or step == num_steps:
-      manager.save(step, args=ocp.args.StandardSave(state))
-  if evaluator and (not config.eval.every_steps or num_steps % config.eval.every_steps):
-    summary.update(_evaluate(evaluator, state, writer, num_steps))
-  manager.wait_until_finished()
-  manager.close()
-  writer.flush()
+  guard = _NonFiniteGuard(config.optim.max_nonfinite_steps)
+  stopped_at = None
+  try:
+    for step in range(start + 1, num_steps + 1):
+      with jax.profiler.StepTraceAnnotation('train', step_num=step):
+        batch = next(real_iter) if real_iter else None
+        state, metrics = step_fn(state, gen_params, batch, key)
+      guard.update(step, metrics.nonfinite_steps.total)
+      train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
+      report(step)
+      if step % config.log_every_steps == 0 or step == num_steps or stop.requested:
+        guard.flush()
+        summary = {f'train/{k}': float(v) for k, v in train_metrics.compute().items()}
+        writer.write_scalars(step, summary)
+        train_metrics = None
+      if stop.requested:  # SIGTERM / SIGINT: this step is done; save it and stop.
+        save(step, force=True)
+        stopped_at = step
+        break
+      if evaluator and config.eval.every_steps and step % config.eval.every_steps == 0:
+        summary.update(_evaluate(evaluator, state, writer, step))
+      save(step, force=step == num_steps)
+    else:
+      guard.flush()
+      if evaluator and (not config.eval.every_steps or num_steps % config.eval.every_steps):
+        summary.update(_evaluate(evaluator, state, writer, num_steps))
+  finally:  # Whatever stops the loop, a checkpoint being written is finished.
+    manager.wait_until_finished()
+    manager.close()
+    writer.flush()
+  if stopped_at is not None:
+    logging.warning('Stopped by %s after step %d; checkpoint saved in %s', stop.received,
+                    stopped_at, directory)
+    return dict(summary, stopped_by=stop.received, step=stopped_at)
   return summary
 
 

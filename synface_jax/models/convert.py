@@ -9,11 +9,12 @@ DIR becomes an orbax CheckpointManager directory with step 0 holding
 and DIR/model.json describing the model (see models.model_spec).
 """
 import argparse
-import collections
+import math
 import os
-import pickle
+import struct
 import sys
 import zipfile
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +22,7 @@ import ml_dtypes
 import numpy as np
 import orbax.checkpoint as ocp
 
+from synface_jax import safe_pickle
 from synface_jax.models import model_spec
 from synface_jax.models.iresnet import iresnet
 
@@ -40,73 +42,105 @@ IGNORED_SUFFIX = 'num_batches_tracked'
 DEFAULT_INPUT_HW = (112, 112)
 
 
-class StorageType:
-  """Stands in for a torch typed-storage class inside the pickle: just its element dtype."""
-
-  def __init__(self, dtype):
-    self.dtype = np.dtype(dtype)
-
-
-def rebuild_tensor(storage, storage_offset, size, stride, *unused_args):
-  """Numpy copy of a strided view into a storage, refusing views that reach outside it."""
-  size, stride = tuple(size), tuple(stride)
-  if len(size) != len(stride):
-    raise pickle.UnpicklingError(f'tensor size {size} and stride {stride} differ in length')
-  if not isinstance(storage, np.ndarray):
-    raise pickle.UnpicklingError(
-        f'tensor storage must be a persistent storage, not {type(storage).__name__}')
-  if any(s < 0 for s in size) or any(s < 0 for s in stride) or storage_offset < 0:
-    raise pickle.UnpicklingError(f'negative tensor size/stride/offset: {size}, {stride}')
-  if 0 in size:
-    return np.zeros(size, storage.dtype)
-  last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
-  if last >= storage.size:
-    raise pickle.UnpicklingError(
-        f'tensor of size {size}, stride {stride}, offset {storage_offset} reaches past its '
-        f'storage of {storage.size} elements')
-  view = np.lib.stride_tricks.as_strided(
-      storage[storage_offset:], shape=size,
-      strides=[s * storage.itemsize for s in stride], writeable=False)
-  return np.array(view)
+MAX_INFLATE_RATIO = 64        # a compressed zip member may expand at most 64x (+ INFLATE_SLACK)
+INFLATE_SLACK = 2 ** 16
+MAX_PICKLE_BYTES = 2 ** 28    # data.pkl itself (an r200 state dict's is about 100 KB)
+# What a damaged archive raises from zipfile (bad headers, CRC, unknown compression, encryption).
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, OSError,
+               EOFError, ValueError, KeyError, OverflowError, struct.error)
 
 
-def rebuild_parameter(data, unused_requires_grad, unused_backward_hooks, *unused_state):
-  """A torch Parameter is loaded as its data."""
-  return data
+class _Storage:
+  """A storage read from the archive; only `persistent_load` makes these."""
+
+  def __init__(self, key: str, array: np.ndarray):
+    self.key, self.array = key, array
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-  """Unpickler for torch's data.pkl that builds numpy arrays and refuses every other global."""
+class _Loader:
+  """What the pickle's globals and persistent ids build: numpy copies of tensors, bounded.
 
-  def __init__(self, file, read_storage):
-    super().__init__(file)
+  Each storage is read once, to exactly the bytes its persistent id declares; a tensor may not
+  have more elements than its storage (a stride-0 view cannot multiply it), and all tensors
+  together hold at most twice the storage bytes read (+ 1 MiB).
+  """
+
+  def __init__(self, read_storage):
     self._read_storage = read_storage
     self._storages = {}
-
-  def find_class(self, module, name):
-    if (module, name) == ('collections', 'OrderedDict'):
-      return collections.OrderedDict
-    if module == 'torch._utils' and name in ('_rebuild_tensor_v2', '_rebuild_tensor'):
-      return rebuild_tensor
-    if (module, name) == ('torch._utils', '_rebuild_parameter'):
-      return rebuild_parameter
-    if module == 'torch' and name in STORAGE_DTYPES:
-      return StorageType(STORAGE_DTYPES[name])
-    raise pickle.UnpicklingError(f'refused global {module}.{name} in a .pth file')
+    self.storage_bytes = 0
+    self.tensor_bytes = 0
 
   def persistent_load(self, pid):
     if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == 'storage'
-            and isinstance(pid[1], StorageType)):
-      raise pickle.UnpicklingError(f'unsupported persistent id {pid!r}')
+            and isinstance(pid[1], safe_pickle.Global) and pid[1].module == 'torch'
+            and pid[1].name in STORAGE_DTYPES):
+      raise safe_pickle.Refused(f'unsupported persistent id {safe_pickle.describe(pid)}')
     _, storage_type, key, _, numel = pid[:5]
-    key = str(key)
+    key = safe_pickle.as_text(key, 'storage key')
+    numel = safe_pickle.as_int(numel, f'storage {key} size')
     if key not in self._storages:
-      storage = self._read_storage(key, storage_type.dtype)
-      if storage.size < numel:
-        raise pickle.UnpicklingError(
-            f'storage {key} has {storage.size} elements, the pickle expects {numel}')
-      self._storages[key] = storage
-    return self._storages[key]
+      array = self._read_storage(key, np.dtype(STORAGE_DTYPES[storage_type.name]), numel)
+      self.storage_bytes += array.nbytes
+      self._storages[key] = _Storage(key, array)
+    storage = self._storages[key]
+    if storage.array.dtype != np.dtype(STORAGE_DTYPES[storage_type.name]):
+      raise safe_pickle.Refused(f'storage {key} is used with two dtypes')
+    if storage.array.size < numel:
+      raise safe_pickle.Refused(
+          f'storage {key} has {storage.array.size} elements, the pickle expects {numel}')
+    return storage
+
+  def rebuild_tensor(self, reader, storage, storage_offset, size, stride, *unused_args):
+    """Numpy copy of a strided view into a storage, refusing views that reach outside it."""
+    del reader
+    if not isinstance(storage, _Storage):
+      raise safe_pickle.Refused(
+          f'tensor storage must be a persistent storage, not {safe_pickle.describe(storage)}')
+    size = safe_pickle.as_shape(size, 'tensor size')
+    stride = safe_pickle.as_shape(stride, 'tensor stride')
+    offset = safe_pickle.as_int(storage_offset, 'tensor storage offset')
+    array = storage.array
+    if len(size) != len(stride):
+      raise safe_pickle.Refused(f'tensor size {size} and stride {stride} differ in length')
+    numel = math.prod(size)
+    if numel == 0:
+      return np.zeros(size, array.dtype)
+    last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+    if last >= array.size:
+      raise safe_pickle.Refused(
+          f'tensor of size {size}, stride {stride}, offset {offset} reaches past its '
+          f'storage of {array.size} elements')
+    if numel > array.size:
+      raise safe_pickle.Refused(
+          f'tensor of size {size} has more elements than its storage {storage.key} '
+          f'({array.size}); overlapping strides {stride} are refused')
+    self.tensor_bytes += numel * array.itemsize
+    if self.tensor_bytes > 2 * self.storage_bytes + 2 ** 20:
+      raise safe_pickle.Refused('the tensors hold far more bytes than the storages they view')
+    view = np.lib.stride_tricks.as_strided(
+        array[offset:], shape=size, strides=[s * array.itemsize for s in stride],
+        writeable=False)
+    return np.array(view)
+
+  def globals(self):
+    tensor = lambda module, name: safe_pickle.Global(module, name, call=self.rebuild_tensor)
+    out = {k: v for k, v in safe_pickle.BUILTINS.items() if k[0] == 'collections'}
+    out[('torch._utils', '_rebuild_tensor_v2')] = tensor('torch._utils', '_rebuild_tensor_v2')
+    out[('torch._utils', '_rebuild_tensor')] = tensor('torch._utils', '_rebuild_tensor')
+    out[('torch._utils', '_rebuild_parameter')] = safe_pickle.Global(
+        'torch._utils', '_rebuild_parameter', call=_rebuild_parameter)
+    for name in STORAGE_DTYPES:
+      out[('torch', name)] = safe_pickle.Global('torch', name)
+    return out
+
+
+def _rebuild_parameter(reader, data, unused_requires_grad=None, unused_hooks=None, *unused):
+  """A torch Parameter is loaded as its data."""
+  del reader
+  if not isinstance(data, np.ndarray):
+    raise safe_pickle.Refused(f'a Parameter of {safe_pickle.describe(data)}, not a tensor')
+  return data
 
 
 def _unwrap_state_dict(obj, path):
@@ -126,33 +160,75 @@ def _unwrap_state_dict(obj, path):
   return state_dict
 
 
+def _read_member(archive: zipfile.ZipFile, path: str, name: str, size: int) -> bytes:
+  """Exactly `size` bytes of a member, refusing one that is shorter or inflates too far."""
+  info = archive.getinfo(name)
+  if info.file_size < size:
+    raise safe_pickle.Refused(f'{name} holds {info.file_size} bytes, the pickle expects {size}')
+  if (info.compress_type != zipfile.ZIP_STORED
+      and size > MAX_INFLATE_RATIO * info.compress_size + INFLATE_SLACK):
+    raise safe_pickle.Refused(f'{name} would inflate {info.compress_size} bytes to {size}: '
+                              f'refused as a likely deflate bomb')
+  with archive.open(info) as f:
+    data = f.read(size)
+  if len(data) != size:
+    raise safe_pickle.Refused(f'{name} ends after {len(data)} of its {size} bytes')
+  return data
+
+
 def load_pth(path) -> dict[str, np.ndarray]:
-  """Reads a torch zip-format .pth state dict into numpy arrays without torch or arbitrary code."""
+  """Reads a torch zip-format .pth state dict into numpy arrays without torch or arbitrary code.
+
+  The pickle is read by `synface_jax.safe_pickle` (plain data only); storages are read to the
+  size the pickle declares, compressed members may inflate at most MAX_INFLATE_RATIO times, and
+  no tensor may hold more elements than its storage.
+
+  Raises:
+    safe_pickle.PickleFileError (a ValueError): naming the file, for anything unreadable.
+  """
   path = os.fspath(path)
-  with zipfile.ZipFile(path) as archive:
-    pickles = [n for n in archive.namelist() if n == 'data.pkl' or n.endswith('/data.pkl')]
+  try:
+    archive = zipfile.ZipFile(path)
+  except _ZIP_ERRORS as e:
+    raise safe_pickle.PickleFileError(f'{path}: not a torch zip checkpoint ({e})') from None
+  with archive:
+    names = archive.namelist()
+    pickles = [n for n in names if n == 'data.pkl' or n.endswith('/data.pkl')]
     if len(pickles) != 1:
-      raise ValueError(f'{path}: not a torch zip checkpoint '
-                       f'(found {len(pickles)} data.pkl entries)')
+      raise safe_pickle.PickleFileError(f'{path}: not a torch zip checkpoint '
+                                        f'(found {len(pickles)} data.pkl entries)')
     prefix = pickles[0][:-len('data.pkl')]
     order = '<'
-    if prefix + 'byteorder' in archive.namelist():
-      byteorder = archive.read(prefix + 'byteorder').decode().strip()
-      order = '>' if byteorder == 'big' else '<'
+    try:
+      if prefix + 'byteorder' in names:
+        name = prefix + 'byteorder'
+        raw = _read_member(archive, path, name, min(archive.getinfo(name).file_size, 16))
+        byteorder = raw.decode('ascii', 'replace').strip()
+        order = '>' if byteorder == 'big' else '<'
+      info = archive.getinfo(pickles[0])
+      size = min(info.file_size, MAX_PICKLE_BYTES)
+      if info.file_size > MAX_PICKLE_BYTES:
+        raise safe_pickle.Refused(f'{pickles[0]} is {info.file_size} bytes, more than the '
+                                  f'{MAX_PICKLE_BYTES} allowed')
+      data_pkl = _read_member(archive, path, pickles[0], size)
+    except (safe_pickle.Refused,) + _ZIP_ERRORS as e:
+      raise safe_pickle.PickleFileError(f'{path}: {e}') from None
 
-    def read_storage(key, dtype):
+    def read_storage(key, dtype, numel):
       name = f'{prefix}data/{key}'
-      try:
-        raw = archive.read(name)
-      except KeyError:
-        raise pickle.UnpicklingError(f'{path}: missing storage {name}') from None
+      if name not in names:
+        raise safe_pickle.Refused(f'missing storage {name}')
+      nbytes = numel * dtype.itemsize
+      if nbytes > archive.getinfo(name).file_size:
+        raise safe_pickle.Refused(
+            f'storage {key} has {archive.getinfo(name).file_size // dtype.itemsize} elements, '
+            f'the pickle expects {numel}')
+      raw = _read_member(archive, path, name, nbytes)
       return np.frombuffer(raw, dtype.newbyteorder(order)).astype(dtype)
 
-    with archive.open(pickles[0]) as f:
-      try:
-        obj = RestrictedUnpickler(f, read_storage).load()
-      except pickle.UnpicklingError as e:
-        raise pickle.UnpicklingError(f'{path}: {e}') from None
+    loader = _Loader(read_storage)
+    obj = safe_pickle.load(data_pkl, name=path, globals=loader.globals(),
+                           persistent_load=loader.persistent_load, str8='latin1')
   return _unwrap_state_dict(obj, path)
 
 
@@ -311,7 +387,7 @@ def main(argv=None):
   args = parser.parse_args(argv)
   try:
     state_dict = load_pth(args.from_pth)
-  except (OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+  except (OSError, ValueError) as e:
     sys.exit(f'convert: cannot read {args.from_pth}: {e}')
   try:
     variables = torch_to_flax(state_dict, args.arch, args.width, args.input_size)
