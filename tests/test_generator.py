@@ -132,6 +132,22 @@ def test_morphology_moves_shape_and_texture_together(gen, params):
   assert beard[0] > 0.8 and beard[1] < 0.05
 
 
+def test_glasses_frame_the_eyes_of_those_who_wear_them():
+  from synface_jax.generators.procedural import fields, shader, texture
+  coeffs = np.zeros((2, 80), np.float32)
+  coeffs[:, texture.NAMES.index('glasses')] = [3.0, -3.0]
+  p = texture.decode(jnp.asarray(coeffs))
+  u = jnp.asarray(np.array([[fields.EYE_U, fields.EYE_U + 0.155, 0.0, 1.0, 0.0]]), jnp.float32)
+  v = jnp.asarray(np.array([[fields.EYE_V, fields.EYE_V + 0.01, fields.EYE_V + 0.045, 0.04 - 0.03 * 0.53,
+                             -0.7]]), jnp.float32)
+  frame = np.asarray(shader._glasses(jnp.repeat(u, 2, 0), jnp.repeat(v, 2, 0), p))
+  # Wearer: clear through the lens, frame on the rim, the bridge and the arm, none on the mouth.
+  np.testing.assert_allclose(frame[0], [0.0, 1.0, 1.0, 1.0, 0.0], atol=0.05)
+  assert frame[1].max() < 0.01  # Not a wearer.
+  share = np.asarray(texture.decode(jax.random.normal(jax.random.PRNGKey(0), (4000, 80)))['glasses'])
+  assert 0.05 < np.mean(share > 0.5) < 0.2
+
+
 def _named_fields(gen):
   from synface_jax.generators.procedural import grid as grid_lib, shape_basis, skull, features
   g = grid_lib.make_grid(gen.resolution)

@@ -47,6 +47,7 @@ class Layers(NamedTuple):
   teeth: jax.Array
   teeth_shade: jax.Array
   lip_edge: jax.Array
+  frame: jax.Array   # spectacle frames (rims, bridge, arms)
   hair: jax.Array
   hair_tex: jax.Array
 
@@ -199,6 +200,25 @@ def _skin_marks(u, v, p):
   return lines * (1.0 - 0.3 * freckles) * (1.0 - 0.5 * mole)
 
 
+def _glasses(u, v, p):
+  """Coverage of spectacle frames: rounded rectangular rims around the eyes, a bridge and arms
+  running back to the ears, drawn on the surface."""
+  a = jnp.abs(u)
+  size = p['frame_size']
+  width = p['frame_width']
+  du = (a - f.EYE_U) / (0.155 * size)
+  dv = (v - f.EYE_V - 0.01) / (0.105 * size)
+  q = du * du * du * du + dv * dv * dv * dv  # A superellipse: a rectangle with round corners.
+  d = jnp.sqrt(jnp.sqrt(q))
+  rim = f.smoothstep(width * 1.4, width * 0.6, jnp.abs(d - 1.0) * 0.13 * size)
+  bridge = (f.smoothstep(f.EYE_U - 0.13 * size, f.EYE_U - 0.16 * size, a)
+            * f.smoothstep(width, 0.3 * width, jnp.abs(v - f.EYE_V - 0.045 - 0.25 * a * a)))
+  arm_v = f.EYE_V + 0.04 - 0.03 * (a - 0.47)
+  arm = (f.smoothstep(f.EYE_U + 0.14 * size, f.EYE_U + 0.16 * size, a) * f.smoothstep(1.7, 1.55, a)
+         * f.smoothstep(0.8 * width, 0.3 * width, jnp.abs(v - arm_v)))
+  return p['glasses'] * jnp.clip(rim + bridge + arm, 0.0, 1.0)
+
+
 def _beard(u, v, p):
   """(hair amount, stubble amount, texture) of the facial hair, kept off the lips."""
   a = jnp.abs(u)
@@ -277,7 +297,7 @@ def layers(u, v, m, params, openness, gaze_u, gaze_v) -> Layers:
   hair, hair_tex = _hair(u, v, params)
   return Layers(skin_shade, eye, sclera, iris, ring, pupil, glint, caruncle, _brow(u, v, params),
                 beard, beard_tex, lip, lip_shine, lip_line, mouth, teeth, teeth_shade, lip_edge,
-                hair, hair_tex)
+                _glasses(u, v, params), hair, hair_tex)
 
 
 def colour(layers: Layers, params, tint):
@@ -299,6 +319,7 @@ def colour(layers: Layers, params, tint):
   mouth = tuple(t * l.teeth_shade * l.teeth + th * (1 - l.teeth) for t, th in zip(_TEETH, _THROAT))
   mouth = _mix(mouth, tuple(0.8 * c for c in lip), l.lip_edge)
   out = _mix(out, mouth, l.mouth)
+  out = _mix(out, _rgb(params['frame_colour']), l.frame)
   out = _mix(out, tuple(h * l.hair_tex for h in hair), l.hair)
   return tuple(jnp.clip(c, 0.0, 1.0) for c in out)
 

@@ -2,7 +2,7 @@
 
 Coefficients are standard normal under the identity prior (sex is bimodal, see `priors.identity`).
 The first ones are named attributes (skin tone, hair colour, hairline, brows, eyes, lips, facial
-hair, skin marks, and the sex, age and build that shift several of them together); the rest are low-frequency
+hair, skin marks, glasses, and the sex, age and build that shift several of them together); the rest are low-frequency
 albedo patterns (patchy tints over regions of the face). `decode` turns the coefficients of a batch
 into the parameters the shader consumes, each a [B, 1] column that broadcasts over pixels.
 """
@@ -15,7 +15,8 @@ NAMES = (
     'hairline', 'temples', 'hair_length', 'sideburns', 'brow_dark', 'brow_thick',
     'brow_arch', 'brow_height', 'iris_hue', 'iris_light', 'lip_red', 'lip_dark',
     'beard', 'moustache', 'stubble', 'eye_shadow', 'blush', 'eye_open', 'eye_width',
-    'eye_tilt', 'lip_height', 'brow_tilt', 'freckles', 'mole_u', 'mole_v', 'mole',
+    'eye_tilt', 'lip_height', 'brow_tilt', 'freckles', 'mole_u', 'mole_v', 'mole', 'glasses',
+    'frame',
     # Morphology: sex (bimodal, + male), age (+ older) and build (+ heavier). They move the shape
     # too (`shape_basis.morphology_fields`) and the attributes that go with them here.
     'sex', 'age', 'build',
@@ -108,4 +109,10 @@ def decode(coeffs):
       'mole': col(sig(3.0 * (t['mole'] - 0.9))),
       'mole_u': col(0.55 * jnp.tanh(0.8 * t['mole_u'])),
       'mole_v': col(-0.45 + 0.35 * jnp.tanh(0.8 * t['mole_v'])),
+      # About one identity in eight wears glasses; frames from thin metal to thick dark plastic.
+      'glasses': col(sig(5.0 * (t['glasses'] - 1.15))),
+      'frame_width': col(0.008 + 0.012 * sig(-1.5 * t['frame'])),  # Dark plastic is thicker.
+      'frame_size': col(1.0 + 0.1 * jnp.tanh(t['frame'] - t['mole_u'])),
+      'frame_colour': (jnp.array([0.05, 0.045, 0.04]) + sig(2.0 * t['frame'] - 1.0)[:, None]
+                       * jnp.array([0.5, 0.45, 0.38])),
   }
