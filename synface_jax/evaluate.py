@@ -481,7 +481,7 @@ def _stack_images(images: List[np.ndarray], source: str) -> np.ndarray:
   return np.stack(images)
 
 
-def load_bin(path) -> Tuple[np.ndarray, np.ndarray]:
+def load_bin(path, progress: bool = False) -> Tuple[np.ndarray, np.ndarray]:
   """Reads an insightface verification ``.bin`` pack.
 
   The file is a pickle of ``(list of 2N encoded images, list of N bools)``; images ``2k`` and
@@ -490,6 +490,7 @@ def load_bin(path) -> Tuple[np.ndarray, np.ndarray]:
 
   Args:
     path: the ``.bin`` file.
+    progress: log progress lines (synface_jax.progress) while decoding.
 
   Returns:
     (images uint8 [2N, H, W, 3] RGB, issame bool [N]).
@@ -509,10 +510,11 @@ def load_bin(path) -> Tuple[np.ndarray, np.ndarray]:
   if len(bins) != 2 * len(issame_list):
     raise ValueError(f'{path}: {len(bins)} images for {len(issame_list)} pairs; expected '
                      f'{2 * len(issame_list)}')
-  images = [
-      decode_image(_as_jpeg_bytes(item, path, i), f'{path} image {i}')
-      for i, item in enumerate(bins)
-  ]
+  items = enumerate(bins)
+  if progress:
+    from synface_jax import progress as progress_lib  # pylint: disable=g-import-not-at-top
+    items = progress_lib.iterate(items, f'decode {path}', len(bins), unit='images')
+  images = [decode_image(_as_jpeg_bytes(item, path, i), f'{path} image {i}') for i, item in items]
   issame = np.array([bool(x) for x in issame_list], dtype=bool)
   return _stack_images(images, path), issame
 
@@ -599,7 +601,8 @@ def load_pairs_txt(root, pairs_txt) -> Tuple[List[str], List[str], np.ndarray]:
 
 def load_pair_images(paths1: Sequence[str],
                      paths2: Sequence[str],
-                     issame=None) -> Tuple[np.ndarray, np.ndarray]:
+                     issame=None,
+                     progress: bool = False) -> Tuple[np.ndarray, np.ndarray]:
   """Decodes pair images into the interleaved ``.bin`` layout.
 
   Args:
@@ -607,6 +610,7 @@ def load_pair_images(paths1: Sequence[str],
     paths2: second image of every pair.
     issame: optional [N] ground truth; by default a pair is "same" when both files sit in folders
       of the same name (the LFW layout).
+    progress: log progress lines (synface_jax.progress) while decoding.
 
   Returns:
     (images uint8 [2N, H, W, 3] RGB, rows 2k and 2k + 1 are pair k; issame bool [N]).
@@ -622,7 +626,11 @@ def load_pair_images(paths1: Sequence[str],
   if issame.shape != (len(paths1),):
     raise ValueError(f'issame must have shape ({len(paths1)},), got {issame.shape}')
   images = []
-  for a, b in zip(paths1, paths2):
+  pairs = zip(paths1, paths2)
+  if progress:
+    from synface_jax import progress as progress_lib  # pylint: disable=g-import-not-at-top
+    pairs = progress_lib.iterate(pairs, 'decode pair images', len(paths1), unit='pairs')
+  for a, b in pairs:
     for path in (a, b):
       with open(path, 'rb') as f:
         images.append(decode_image(f.read(), os.fspath(path)))
@@ -708,15 +716,15 @@ def evaluate_pairs(embed_fn: Callable[[np.ndarray], Any],
   return verify(embeddings[0::2], embeddings[1::2], issame, protocol)
 
 
-def load_pair_source(source: str) -> Tuple[np.ndarray, np.ndarray]:
+def load_pair_source(source: str, progress: bool = False) -> Tuple[np.ndarray, np.ndarray]:
   """Interleaved pair images and issame from a '.bin' pack or an 'IMAGE_ROOT:pairs.txt' source."""
   if source.endswith('.bin'):
-    return load_bin(source)
+    return load_bin(source, progress)
   root, sep, pairs_txt = source.rpartition(':')
   if not sep or not root:
     raise ValueError(f'eval.pairs entry {source!r}: expected a .bin file or IMAGE_ROOT:pairs.txt')
   paths1, paths2, issame = load_pairs_txt(root, pairs_txt)
-  return load_pair_images(paths1, paths2, issame)
+  return load_pair_images(paths1, paths2, issame, progress)
 
 
 def fit_to_size(images: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
@@ -763,7 +771,7 @@ class PairEvaluator:
                                          int(count or 6000))
       else:
         from synface_jax.eval.sets import load_pairs, set_name
-        images, issame = load_pairs(source)
+        images, issame = load_pairs(source, progress=True)
         name = set_name(source)
       self.sets[name] = (fit_to_size(images, size), issame)
     self._embed = jax.jit(lambda variables, x: model.apply(variables, x, train=False))
@@ -889,7 +897,7 @@ def _cmd_pairs(args) -> None:
 def _cmd_bin(args) -> None:
   """``bin``: decodes a ``.bin`` pack to an ``.npz`` with ``images`` and ``issame``."""
   try:
-    images, issame = load_bin(args.bin)
+    images, issame = load_bin(args.bin, progress=True)
   except (OSError, ValueError, pickle.UnpicklingError) as e:
     raise UserError(str(e) if args.bin in str(e) else f'{args.bin}: {e}') from e
   try:

@@ -33,17 +33,24 @@ def log(message: str) -> None:
 
 
 class Progress:
-  """Counts work done towards `total`; `done` is work already there (a resumed job), not timed."""
+  """Counts work done towards `total`; `done` is work already there (a resumed job), not timed.
 
-  def __init__(self, what: str, total: int, *, unit: str = 'items', done: int = 0,
+  total None: not known ahead (lines then give the count and rate only).
+  """
+
+  def __init__(self, what: str, total: int | None, *, unit: str = 'items', done: int = 0,
                interval: float | None = None):
-    self.what, self.total, self.unit = what, int(total), unit
+    self.what, self.unit = what, unit
+    self.total = None if total is None else int(total)
     self.done = self._start = int(done)
     self._interval = INTERVAL_SECONDS if interval is None else interval
     self._t0 = self._last = time.monotonic()
     self._closed = False
     resumed = f', {done} done before' if done else ''
-    log(f'{what}: {self.done}/{self.total} {unit}{resumed}')
+    log(f'{what}: {self.done}/{self._total_text()} {unit}{resumed}')
+
+  def _total_text(self) -> str:
+    return '?' if self.total is None else str(self.total)
 
   def _rate(self, now: float) -> float:
     return (self.done - self._start) / max(now - self._t0, 1e-9)
@@ -51,6 +58,8 @@ class Progress:
   def line(self, now: float | None = None) -> str:
     now = time.monotonic() if now is None else now
     rate = self._rate(now)
+    if self.total is None:
+      return f'{self.what}: {self.done}/? {self.unit}, {rate:.1f} {self.unit}/s'
     percent = 100.0 * self.done / self.total if self.total else 100.0
     text = f'{self.what}: {self.done}/{self.total} {self.unit} ({percent:.1f}%), {rate:.1f} {self.unit}/s'
     if self.done < self.total and rate > 0:
@@ -60,7 +69,7 @@ class Progress:
   def update(self, count: int = 1) -> None:
     self.done += count
     now = time.monotonic()
-    if now - self._last >= self._interval and self.done < self.total:
+    if now - self._last >= self._interval and (self.total is None or self.done < self.total):
       self._last = now
       log(self.line(now))
 
@@ -79,7 +88,7 @@ class Progress:
     self.close()
 
 
-def iterate(iterable, what: str, total: int, *, unit: str = 'items', count=None):
+def iterate(iterable, what: str, total: int | None, *, unit: str = 'items', count=None):
   """Yields from `iterable`, counting each item (or `count(item)` of them) towards `total`."""
   with Progress(what, total, unit=unit) as bar:
     for item in iterable:

@@ -100,6 +100,10 @@ def prepare(path: str, kind: str = 'auto', data_dir: str = '', process_index: in
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir(path)))
   if process_count > 1:
     from jax.experimental import multihost_utils
+    if process_index:
+      from absl import logging
+      logging.info('process %d: waiting for process 0 to build %s (%s) into %s', process_index,
+                   path, builder.builder_config.name, builder.data_dir)
     multihost_utils.sync_global_devices(f'synface_jax.data prepared {builder.builder_config.name}')
     builder, _ = builder_for(path, kind, data_dir)
     if not is_prepared(builder):
