@@ -750,7 +750,8 @@ class PairEvaluator:
   its training pool ("Syn-LFW"). The pair images are loaded once; each call embeds them in eval
   mode and returns {'eval/NAME/PROTOCOL/accuracy': ..., '.../std': ..., for insightface
   '.../val', and the all-pairs '.../auc', '.../eer', '.../tar@far=0.001', ...}
-  (`synface_jax.eval.report.verification_figures`).
+  (`synface_jax.eval.report.verification_figures`). After a call, `images()` draws its ROC curves
+  and score histograms and `scores()` holds the genuine and impostor pair scores.
   """
 
   def __init__(self, config, model, generator=None, gen_params=None):
@@ -775,9 +776,10 @@ class PairEvaluator:
         name = set_name(source)
       self.sets[name] = (fit_to_size(images, size), issame)
     self._embed = jax.jit(lambda variables, x: model.apply(variables, x, train=False))
+    self._last = {}  # name -> (figures by protocol, {protocol: (genuine, impostor) scores}).
 
   def __call__(self, params, batch_stats) -> Dict[str, float]:
-    from synface_jax.eval.report import verification_figures  # pylint: disable=g-import-not-at-top
+    from synface_jax.eval.report import pair_scores, verification_figures  # pylint: disable=g-import-not-at-top
     variables = {'params': params, 'batch_stats': batch_stats}
     embed_fn = lambda x: self._embed(variables, x)
     results = {}
@@ -788,6 +790,8 @@ class PairEvaluator:
         flipped = plain + embed_images(embed_fn, np.ascontiguousarray(images[:, :, ::-1]),
                                        self.batch_size)
       figures = verification_figures(plain, flipped, issame, self.protocols)
+      scores = {p: pair_scores(plain, flipped, p) for p in self.protocols}
+      self._last[name] = (figures, {p: (s[issame], s[~issame]) for p, s in scores.items()})
       for protocol, r in figures.items():
         prefix = f'eval/{name}/{protocol}'
         for key in ('accuracy', 'std', 'val', 'auc', 'eer'):
@@ -796,6 +800,34 @@ class PairEvaluator:
         for far, at in r['tar_at_far'].items():
           results[f'{prefix}/tar@far={far}'] = float(at['tar'])
     return results
+
+  def scores(self) -> Dict[str, np.ndarray]:
+    """{'eval/NAME/PROTOCOL/genuine' and '.../impostor': pair scores} of the last call."""
+    out = {}
+    for name, (_, by_protocol) in self._last.items():
+      for protocol, (genuine, impostor) in by_protocol.items():
+        out[f'eval/{name}/{protocol}/genuine'] = genuine
+        out[f'eval/{name}/{protocol}/impostor'] = impostor
+    return out
+
+  def images(self) -> Dict[str, np.ndarray]:
+    """uint8 [H, W, 3] pictures of the last call: 'eval/roc/PROTOCOL' (one curve per set) and
+    'eval/NAME/PROTOCOL/histogram' (genuine and impostor cosine similarities)."""
+    from synface_jax.eval import plots  # pylint: disable=g-import-not-at-top
+    out = {}
+    for protocol in self.protocols:
+      curves = {f"{name} (AUC = {figures[protocol]['auc']:.3f})":
+                (figures[protocol]['roc']['far'], figures[protocol]['roc']['tar'])
+                for name, (figures, _) in self._last.items()}
+      if curves:
+        out[f'eval/roc/{protocol}'] = np.asarray(
+            plots.roc_png(None, curves, title=f'ROC, {protocol} protocol'))
+    for name, (_, by_protocol) in self._last.items():
+      for protocol, (genuine, impostor) in by_protocol.items():
+        out[f'eval/{name}/{protocol}/histogram'] = np.asarray(plots.histogram_png(
+            None, genuine, impostor, title=f'{name}, {protocol}: cosine similarity', bins=50,
+            label='cosine'))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
