@@ -88,3 +88,13 @@ def test_export_killed_midway_resumes_to_the_same_files(toy, tmp_path, monkeypat
   assert f'12 images, {kept} done before' in err and '12/12 images (100.0%)' in err
   # Nothing left to do: no batch is rendered again.
   assert _export(toy, tmp_path / 'twice')['written'] == 0
+
+
+def test_generate_npz_reports_its_faces(toy, tmp_path, capsys):
+  from synface_jax import generate
+  generator, params = toy
+  path = str(tmp_path / 'faces.npz')
+  generate.write_npz(path, generator, params, jax.random.key(1), identities=3, per_identity=2,
+                     pool=8, batch_size=4)
+  err = capsys.readouterr().err
+  assert f'generate {path}: 0/6 faces' in err and f'generate {path}: 6/6 faces (100.0%)' in err
