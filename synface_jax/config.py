@@ -119,6 +119,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3              # The newest N checkpoints are kept; 0 = keep all.
   c.num_train_steps = 0               # 0 = derived from optim.num_epochs.
+  c.log_batch_images = 8              # Examples of each part of the batch pictured every log; 0 = none.
+  c.profile_steps = ()                # (first, last): a jax.profiler trace of them in WORKDIR/profile.
+  c.compilation_cache_dir = ''        # JAX's persistent compilation cache; '' = WORKDIR/.jax_cache, 'off'.
   return c
 
 

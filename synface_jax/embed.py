@@ -147,7 +147,7 @@ def main(argv=None):
                                    input_size=tuple(images.shape[1:3]))
     embedder = Embedder(variables, spec, step=step, batch_size=args.batch, flip=args.flip,
                         normalize=False, source=args.checkpoint)
-    embeddings = embedder(images)
+    embeddings = embedder(images, progress=f'embed {args.images}')
     if args.out.endswith('.npz'):
       np.savez(args.out, embeddings=embeddings, **extras)
     else:

@@ -116,10 +116,15 @@ class Embedder:
                        f'faces of {h}x{w}')
     return batch
 
-  def __call__(self, images: Images) -> np.ndarray:
-    """float32 [N, D] embeddings (of unit length unless built with normalize=False)."""
+  def __call__(self, images: Images, *, progress: str = '') -> np.ndarray:
+    """float32 [N, D] embeddings (of unit length unless built with normalize=False).
+
+    progress: when given, the name on progress lines (synface_jax.progress) counting the faces.
+    """
+    from synface_jax import progress as progress_lib
     from synface_jax.evaluate import normalize_images
     batch = self._check(as_image_batch(images))
+    bar = progress_lib.Progress(progress, len(batch), unit='faces') if progress else None
     out = []
     for start in range(0, len(batch), self.batch_size):
       chunk = batch[start:start + self.batch_size]
@@ -127,6 +132,10 @@ class Embedder:
       if real < self.batch_size:
         chunk = np.concatenate([chunk, np.repeat(chunk[:1], self.batch_size - real, 0)])
       out.append(np.asarray(self._forward(self._variables, normalize_images(chunk)))[:real])
+      if bar:
+        bar.update(real)
+    if bar:
+      bar.close()
     return np.concatenate(out).astype(np.float32)
 
   def _embeddings(self, x) -> np.ndarray:

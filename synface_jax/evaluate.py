@@ -434,7 +434,7 @@ def _stack_images(images: List[np.ndarray], source: str) -> np.ndarray:
   return np.stack(images)
 
 
-def load_bin(path) -> Tuple[np.ndarray, np.ndarray]:
+def load_bin(path, progress: bool = False) -> Tuple[np.ndarray, np.ndarray]:
   """Reads an insightface verification ``.bin`` pack.
 
   The file is a pickle of ``(list of 2N encoded images, list of N bools)``; images ``2k`` and
@@ -443,6 +443,7 @@ def load_bin(path) -> Tuple[np.ndarray, np.ndarray]:
 
   Args:
     path: the ``.bin`` file.
+    progress: log progress lines (synface_jax.progress) while decoding.
 
   Returns:
     (images uint8 [2N, H, W, 3] RGB, issame bool [N]).
@@ -466,10 +467,11 @@ def load_bin(path) -> Tuple[np.ndarray, np.ndarray]:
   if len(issame_list) == 0:
     raise ValueError(f'{path}: the pack holds no pairs')
   issame = np.array([_as_flag(x, path, i) for i, x in enumerate(issame_list)], dtype=bool)
-  images = [
-      decode_image(_as_jpeg_bytes(item, path, i), f'{path} image {i}')
-      for i, item in enumerate(bins)
-  ]
+  items = enumerate(bins)
+  if progress:
+    from synface_jax import progress as progress_lib  # pylint: disable=g-import-not-at-top
+    items = progress_lib.iterate(items, f'decode {path}', len(bins), unit='images')
+  images = [decode_image(_as_jpeg_bytes(item, path, i), f'{path} image {i}') for i, item in items]
   return _stack_images(images, path), issame
 
 
@@ -555,7 +557,8 @@ def load_pairs_txt(root, pairs_txt) -> Tuple[List[str], List[str], np.ndarray]:
 
 def load_pair_images(paths1: Sequence[str],
                      paths2: Sequence[str],
-                     issame=None) -> Tuple[np.ndarray, np.ndarray]:
+                     issame=None,
+                     progress: bool = False) -> Tuple[np.ndarray, np.ndarray]:
   """Decodes pair images into the interleaved ``.bin`` layout.
 
   Args:
@@ -563,6 +566,7 @@ def load_pair_images(paths1: Sequence[str],
     paths2: second image of every pair.
     issame: optional [N] ground truth; by default a pair is "same" when both files sit in folders
       of the same name (the LFW layout).
+    progress: log progress lines (synface_jax.progress) while decoding.
 
   Returns:
     (images uint8 [2N, H, W, 3] RGB, rows 2k and 2k + 1 are pair k; issame bool [N]).
@@ -578,7 +582,11 @@ def load_pair_images(paths1: Sequence[str],
   if issame.shape != (len(paths1),):
     raise ValueError(f'issame must have shape ({len(paths1)},), got {issame.shape}')
   images = []
-  for a, b in zip(paths1, paths2):
+  pairs = zip(paths1, paths2)
+  if progress:
+    from synface_jax import progress as progress_lib  # pylint: disable=g-import-not-at-top
+    pairs = progress_lib.iterate(pairs, 'decode pair images', len(paths1), unit='pairs')
+  for a, b in pairs:
     for path in (a, b):
       with open(path, 'rb') as f:
         images.append(decode_image(f.read(), os.fspath(path)))
@@ -664,15 +672,15 @@ def evaluate_pairs(embed_fn: Callable[[np.ndarray], Any],
   return verify(embeddings[0::2], embeddings[1::2], issame, protocol)
 
 
-def load_pair_source(source: str) -> Tuple[np.ndarray, np.ndarray]:
+def load_pair_source(source: str, progress: bool = False) -> Tuple[np.ndarray, np.ndarray]:
   """Interleaved pair images and issame from a '.bin' pack or an 'IMAGE_ROOT:pairs.txt' source."""
   if source.endswith('.bin'):
-    return load_bin(source)
+    return load_bin(source, progress)
   root, sep, pairs_txt = source.rpartition(':')
   if not sep or not root:
     raise ValueError(f'eval.pairs entry {source!r}: expected a .bin file or IMAGE_ROOT:pairs.txt')
   paths1, paths2, issame = load_pairs_txt(root, pairs_txt)
-  return load_pair_images(paths1, paths2, issame)
+  return load_pair_images(paths1, paths2, issame, progress)
 
 
 def fit_to_size(images: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
@@ -698,7 +706,8 @@ class PairEvaluator:
   its training pool ("Syn-LFW"). The pair images are loaded once; each call embeds them in eval
   mode and returns {'eval/NAME/PROTOCOL/accuracy': ..., '.../std': ..., for insightface
   '.../val', and the all-pairs '.../auc', '.../eer', '.../tar@far=0.001', ...}
-  (`synface_jax.eval.report.verification_figures`).
+  (`synface_jax.eval.report.verification_figures`). After a call, `images()` draws its ROC curves
+  and score histograms and `scores()` holds the genuine and impostor pair scores.
   """
 
   def __init__(self, config, model, generator=None, gen_params=None):
@@ -719,16 +728,17 @@ class PairEvaluator:
                                          int(count or 6000))
       else:
         from synface_jax.eval.sets import load_pairs, set_name
-        images, issame = load_pairs(source)
+        images, issame = load_pairs(source, progress=True)
         name = set_name(source)
       if len(issame) < 10:
         raise ValueError(f'eval.pairs entry {source!r} holds {len(issame)} pairs; the '
                          f'verification protocols need at least 10 (10 folds)')
       self.sets[name] = (fit_to_size(images, size), issame)
     self._embed = jax.jit(lambda variables, x: model.apply(variables, x, train=False))
+    self._last = {}  # name -> (figures by protocol, {protocol: (genuine, impostor) scores}).
 
   def __call__(self, params, batch_stats) -> Dict[str, float]:
-    from synface_jax.eval.report import verification_figures  # pylint: disable=g-import-not-at-top
+    from synface_jax.eval.report import pair_scores, verification_figures  # pylint: disable=g-import-not-at-top
     variables = {'params': params, 'batch_stats': batch_stats}
     embed_fn = lambda x: self._embed(variables, x)
     results = {}
@@ -739,6 +749,8 @@ class PairEvaluator:
         flipped = plain + embed_images(embed_fn, np.ascontiguousarray(images[:, :, ::-1]),
                                        self.batch_size)
       figures = verification_figures(plain, flipped, issame, self.protocols)
+      scores = {p: pair_scores(plain, flipped, p) for p in self.protocols}
+      self._last[name] = (figures, {p: (s[issame], s[~issame]) for p, s in scores.items()})
       for protocol, r in figures.items():
         prefix = f'eval/{name}/{protocol}'
         for key in ('accuracy', 'std', 'val', 'auc', 'eer'):
@@ -747,6 +759,34 @@ class PairEvaluator:
         for far, at in r['tar_at_far'].items():
           results[f'{prefix}/tar@far={far}'] = float(at['tar'])
     return results
+
+  def scores(self) -> Dict[str, np.ndarray]:
+    """{'eval/NAME/PROTOCOL/genuine' and '.../impostor': pair scores} of the last call."""
+    out = {}
+    for name, (_, by_protocol) in self._last.items():
+      for protocol, (genuine, impostor) in by_protocol.items():
+        out[f'eval/{name}/{protocol}/genuine'] = genuine
+        out[f'eval/{name}/{protocol}/impostor'] = impostor
+    return out
+
+  def images(self) -> Dict[str, np.ndarray]:
+    """uint8 [H, W, 3] pictures of the last call: 'eval/roc/PROTOCOL' (one curve per set) and
+    'eval/NAME/PROTOCOL/histogram' (genuine and impostor cosine similarities)."""
+    from synface_jax.eval import plots  # pylint: disable=g-import-not-at-top
+    out = {}
+    for protocol in self.protocols:
+      curves = {f"{name} (AUC = {figures[protocol]['auc']:.3f})":
+                (figures[protocol]['roc']['far'], figures[protocol]['roc']['tar'])
+                for name, (figures, _) in self._last.items()}
+      if curves:
+        out[f'eval/roc/{protocol}'] = np.asarray(
+            plots.roc_png(None, curves, title=f'ROC, {protocol} protocol'))
+    for name, (_, by_protocol) in self._last.items():
+      for protocol, (genuine, impostor) in by_protocol.items():
+        out[f'eval/{name}/{protocol}/histogram'] = np.asarray(plots.histogram_png(
+            None, genuine, impostor, title=f'{name}, {protocol}: cosine similarity', bins=50,
+            label='cosine'))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -848,7 +888,7 @@ def _cmd_pairs(args) -> None:
 def _cmd_bin(args) -> None:
   """``bin``: decodes a ``.bin`` pack to an ``.npz`` with ``images`` and ``issame``."""
   try:
-    images, issame = load_bin(args.bin)
+    images, issame = load_bin(args.bin, progress=True)
   except (OSError, ValueError, pickle.UnpicklingError) as e:
     raise UserError(str(e) if args.bin in str(e) else f'{args.bin}: {e}') from e
   try:

@@ -154,15 +154,24 @@ def _jitted_render(generator):
   return jax.jit(generator.render)
 
 
-def render_all(generator, params, factors, batch_size=64):
-  """uint8 images of a batch of factors, rendered in chunks of one shape (one compilation)."""
+def render_all(generator, params, factors, batch_size=64, progress=''):
+  """uint8 images of a batch of factors, rendered in chunks of one shape (one compilation).
+
+  progress: when given, the name on progress lines (synface_jax.progress) counting the faces.
+  """
+  from synface_jax import progress as progress_lib  # pylint: disable=g-import-not-at-top
   render = _jitted_render(generator)
   n = factors.pose.shape[0]
+  bar = progress_lib.Progress(progress, n, unit='faces') if progress else None
   out = []
   for start in range(0, n, batch_size):
     take = np.minimum(np.arange(start, start + batch_size), n - 1)
     chunk = jax.tree.map(lambda a: a[take], factors)
     out.append(to_uint8(render(params, chunk)[0])[:min(batch_size, n - start)])
+    if bar:
+      bar.update(len(out[-1]))
+  if bar:
+    bar.close()
   return np.concatenate(out)
 
 
@@ -188,7 +197,7 @@ def write_npz(path, generator, params, key, identities, per_identity, pool, spec
   extra = {}
   if spec:
     extra = {'mix_ids': np.asarray(label.ids), 'mix_weights': np.asarray(label.weights)}
-  images = render_all(generator, params, factors, batch_size)
+  images = render_all(generator, params, factors, batch_size, progress=f'generate {path}')
   arrays = {name: np.asarray(value) for name, value in factors._asdict().items()}
   np.savez(path, images=images, labels=labels.astype(np.int64), **arrays, **extra)
 

@@ -12,6 +12,7 @@ Regimes: 'real' uses only the real batch, 'synthetic' only rendered faces, 'mixe
 head over synthetic classes [0, N_syn) followed by real classes [N_syn, N_syn + N_real).
 """
 import os
+import time
 from typing import Any, Callable
 
 from absl import logging
@@ -159,6 +160,79 @@ def real_label(batch: dict, offset: int) -> SoftLabel:
   return SoftLabel(jnp.where(ids >= 0, ids + offset, -1), batch['label_weights'])
 
 
+def make_inputs(config: ml_collections.ConfigDict, mesh, *, generator=None,
+                num_real_images: int = 0):
+  """The input part of the train step: inputs(gen_params, real_batch, key, step) ->
+  (x, y, model key, parts), where key is the step's key before it is folded with `step`.
+
+  parts names the batch's pieces for pictures: 'synthetic' (rendered, identity-mixed, augmented),
+  'real', 'mixed' (after domain mixup) as float [B, H, W, 3] in [-1, 1], and 'phi' (the identity
+  weight of each synthetic face) and 'psi' (the synthetic share of each mixed one) as float [B].
+  The step uses x, y and the model key; the rest is dropped by the compiler there.
+  """
+  regime = config.regime
+  uses_syn = regime in ('synthetic', 'mixed')
+  num_syn = config.synthetic.num_identities if uses_syn else 0
+  phi_sampler = mixup.make_sampler(config.im.phi) if config.im.enabled else None
+  psi_sampler = mixup.make_sampler(config.dm.psi) if config.dm.enabled else None
+  augment_options = augment.Augment.from_config(config.synthetic.augment) if uses_syn else None
+  batch_size = config.optim.batch_size
+  # Without domain mixup the mixed regime samples from the union of both sets: each example is
+  # synthetic with probability (synthetic images) / (all images), as one shuffled dataset would be.
+  syn_images = num_syn * max(config.synthetic.images_per_identity, 1)
+  p_syn = syn_images / max(syn_images + num_real_images, 1)
+  batch_spec = NamedSharding(mesh, P(sharding.DATA))
+
+  def inputs(gen_params, real_batch, key, step):
+    key = jax.random.fold_in(key, step)
+    k_syn, k_psi, k_model = jax.random.split(key, 3)
+    parts = {}
+    if uses_syn:
+      x_syn, y_syn = synthetic_batch(
+          generator, gen_params, k_syn, batch_size, num_syn,
+          config.synthetic.images_per_identity, phi_sampler, draw_seed=config.seed + 1,
+          augment_options=augment_options)
+      x_syn = jax.lax.with_sharding_constraint(x_syn, batch_spec)
+      parts['synthetic'] = x_syn
+      if phi_sampler is not None:
+        parts['phi'] = y_syn.weights[:, 0]
+    if regime != 'synthetic':
+      x_real = real_batch['image'].astype(jnp.float32)
+      y_real = real_label(real_batch, num_syn)
+      parts['real'] = x_real
+    if regime == 'real':
+      x, y = x_real, y_real
+    elif regime == 'synthetic':
+      x, y = x_syn, y_syn
+    else:
+      if psi_sampler is not None:
+        psi = psi_sampler(k_psi, (batch_size,) if config.dm.per_example else ())
+      else:
+        psi = jax.random.bernoulli(k_psi, p_syn, (batch_size,)).astype(jnp.float32)
+      x, y = mixup.domain_mixup(x_syn, y_syn, x_real, y_real, psi)
+      parts['mixed'] = x
+      parts['psi'] = jnp.broadcast_to(psi, (batch_size,)).astype(jnp.float32)
+    return x, y, k_model, parts
+
+  return inputs
+
+
+def make_batch_preview(config: ml_collections.ConfigDict, mesh, *, generator=None,
+                       num_real_images: int = 0, count: int = 8):
+  """A jitted preview(gen_params, real_batch, key, step) -> the first `count` examples of each
+  part of the batch the train step made from the same arguments (`make_inputs`' parts).
+
+  The step itself stays as it is (no pictures in its outputs); this re-runs only its input part,
+  once per log, on the real batch the step was given.
+  """
+  inputs = make_inputs(config, mesh, generator=generator, num_real_images=num_real_images)
+
+  def preview(gen_params, real_batch, key, step):
+    parts = inputs(gen_params, real_batch, key, step)[3]
+    return {name: value[:count] for name, value in parts.items()}
+  return jax.jit(preview, out_shardings=sharding.replicated(mesh))
+
+
 def make_train_step(config: ml_collections.ConfigDict, model, tx, schedule, mesh, *,
                     num_classes: int, generator=None, num_real_images: int = 0):
   """Returns step(state, gen_params, real_batch, key) -> (state, TrainMetrics), to jit on `mesh`.
@@ -169,22 +243,13 @@ def make_train_step(config: ml_collections.ConfigDict, model, tx, schedule, mesh
   soft labels (SynFace's released set); None in the synthetic regime. Real labels are offset by
   the number of synthetic identities.
   """
-  regime = config.regime
-  uses_syn = regime in ('synthetic', 'mixed')
-  num_syn = config.synthetic.num_identities if uses_syn else 0
-  phi_sampler = mixup.make_sampler(config.im.phi) if config.im.enabled else None
-  psi_sampler = mixup.make_sampler(config.dm.psi) if config.dm.enabled else None
-  augment_options = augment.Augment.from_config(config.synthetic.augment) if uses_syn else None
+  inputs = make_inputs(config, mesh, generator=generator, num_real_images=num_real_images)
   batch_size = config.optim.batch_size
   accum = config.optim.grad_accum_steps
   data_shards = mesh.shape[sharding.DATA]
   if batch_size % (data_shards * accum):
     raise ValueError(f'optim.batch_size={batch_size} is not divisible by the mesh data axis '
                      f'({data_shards} devices) x optim.grad_accum_steps ({accum})')
-  # Without domain mixup the mixed regime samples from the union of both sets: each example is
-  # synthetic with probability (synthetic images) / (all images), as one shuffled dataset would be.
-  syn_images = num_syn * max(config.synthetic.images_per_identity, 1)
-  p_syn = syn_images / max(syn_images + num_real_images, 1)
   compute_dtype = jnp.dtype(config.model.dtype)
   batch_spec = NamedSharding(mesh, P(sharding.DATA))
   head_shards = sharding.head_shards(mesh, config.mesh.head_on_data)
@@ -225,29 +290,8 @@ def make_train_step(config: ml_collections.ConfigDict, model, tx, schedule, mesh
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
   def step(state: TrainState, gen_params, real_batch, key):
-    key = jax.random.fold_in(key, state.step)
-    k_syn, k_psi, k_model = jax.random.split(key, 3)
-
-    # 1. Inputs: rendered (identity-mixed) faces and/or real faces, domain-mixed.
-    if uses_syn:
-      x_syn, y_syn = synthetic_batch(
-          generator, gen_params, k_syn, batch_size, num_syn,
-          config.synthetic.images_per_identity, phi_sampler, draw_seed=config.seed + 1,
-          augment_options=augment_options)
-      x_syn = jax.lax.with_sharding_constraint(x_syn, batch_spec)
-    if regime != 'synthetic':
-      x_real = real_batch['image'].astype(jnp.float32)
-      y_real = real_label(real_batch, num_syn)
-    if regime == 'real':
-      x, y = x_real, y_real
-    elif regime == 'synthetic':
-      x, y = x_syn, y_syn
-    else:
-      if psi_sampler is not None:
-        psi = psi_sampler(k_psi, (batch_size,) if config.dm.per_example else ())
-      else:
-        psi = jax.random.bernoulli(k_psi, p_syn, (batch_size,)).astype(jnp.float32)
-      x, y = mixup.domain_mixup(x_syn, y_syn, x_real, y_real, psi)
+    # 1. Inputs: rendered (identity-mixed) faces and/or real faces, domain-mixed (make_inputs).
+    x, y, k_model, _ = inputs(gen_params, real_batch, key, state.step)
     x = jax.lax.with_sharding_constraint(x.astype(compute_dtype), batch_spec)
 
     # 2. Backbone, head and soft-target margin softmax: gradients of the mean loss, summed over
@@ -365,11 +409,12 @@ def _train_and_evaluate(config, workdir, stop, devices) -> dict:
   from synface_jax.evaluate import PairEvaluator
   from synface_jax.models import model_spec
 
+  compilation_cache(config, workdir)
   devices = list(jax.devices() if devices is None else devices)
   config_lib.validate_devices(config, len(devices))
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.model, devices=devices)
   writer = writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  writer.write_hparams({k: str(v) for k, v in _flatten(config.to_dict()).items()})
+  writer.write_hparams(_flatten(config.to_dict()))  # Numbers stay numbers; tuples become text.
 
   real = data.real_dataset(config, mesh) if config.regime != 'synthetic' else None
   num_real = real.num_classes if real else 0
@@ -422,7 +467,10 @@ def _train_and_evaluate(config, workdir, stop, devices) -> dict:
     if not checkpointing.all_finite(state):
       raise checkpointing.NonFiniteError(f'step {step}: the state to save is not finite; '
                                          f'not saved (the last checkpoint is kept)')
+    started = time.perf_counter()
     manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    logging.info('Checkpoint of step %d saved in %.1fs (written on in the background)', step,
+                 time.perf_counter() - started)
 
   step_fn = jit_train_step(
       make_train_step(config, model, tx, schedule, mesh, num_classes=num_classes,
@@ -430,6 +478,9 @@ def _train_and_evaluate(config, workdir, stop, devices) -> dict:
   real_iter = real.iterator(start) if real else None
   gen_params = jax.device_put(gen_params, sharding.replicated(mesh))
   key = jax.random.key(config.seed + 3)
+  preview = make_batch_preview(config, mesh, generator=generator, num_real_images=num_real_images,
+                               count=config.log_batch_images) if config.log_batch_images else None
+  profiler = _Profiler(config.profile_steps, workdir)
 
   report = writers.ReportProgress(num_train_steps=num_steps, writer=writer,
                                            every_steps=config.log_every_steps)
@@ -442,9 +493,16 @@ def _train_and_evaluate(config, workdir, stop, devices) -> dict:
   stopped_at = None
   try:
     for step in range(start + 1, num_steps + 1):
+      profiler.before(step)
+      first_step_start = time.perf_counter() if step == start + 1 else None
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
         batch = next(real_iter) if real_iter else None
         state, metrics = step_fn(state, gen_params, batch, key)
+      if first_step_start is not None:
+        jax.block_until_ready(state)
+        logging.info('Step %d (tracing, compiling and running the step) took %.1fs', step,
+                     time.perf_counter() - first_step_start)
+      profiler.after(step, state)
       guard.update(step, metrics.nonfinite_steps.total)
       train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
       report(step)
@@ -453,21 +511,31 @@ def _train_and_evaluate(config, workdir, stop, devices) -> dict:
         summary = {f'train/{k}': float(v) for k, v in train_metrics.compute().items()}
         writer.write_scalars(step, summary)
         train_metrics = None
+        if preview is not None:
+          with report.timed('pictures'):
+            _write_batch_picture(writer, step, preview(gen_params, batch, key, step - 1))
       if stop.requested:  # SIGTERM / SIGINT: this step is done; save it and stop.
-        save(step, force=True)
+        with report.timed('checkpoint'):
+          save(step, force=True)
         stopped_at = step
         break
       if evaluator and config.eval.every_steps and step % config.eval.every_steps == 0:
-        summary.update(_evaluate(evaluator, state, writer, step))
-      save(step, force=step == num_steps)
+        with report.timed('eval'):
+          summary.update(_evaluate(evaluator, state, writer, step))
+      with report.timed('checkpoint'):
+        save(step, force=step == num_steps)
     else:
       guard.flush()
       if evaluator and (not config.eval.every_steps or num_steps % config.eval.every_steps):
-        summary.update(_evaluate(evaluator, state, writer, num_steps))
+        with report.timed('eval'):
+          summary.update(_evaluate(evaluator, state, writer, num_steps))
   finally:  # Whatever stops the loop, a checkpoint being written is finished.
+    profiler.close()
+    waited = time.perf_counter()
     manager.wait_until_finished()
+    logging.info('Checkpoints written (waited %.1fs for the last)', time.perf_counter() - waited)
     manager.close()
-    writer.flush()
+    writer.close()
   if stopped_at is not None:
     logging.warning('Stopped by %s after step %d; checkpoint saved in %s', stop.received,
                     stopped_at, directory)
@@ -478,7 +546,87 @@ def _train_and_evaluate(config, workdir, stop, devices) -> dict:
 def _evaluate(evaluator, state, writer, step) -> dict:
   results = evaluator(state.params['backbone'], state.batch_stats)
   writer.write_scalars(step, results)
+  if writer.logdir:  # ROC curves and score histograms (drawn on the process that writes them).
+    writer.write_images(step, evaluator.images())
+    writer.write_histograms(step, evaluator.scores())
   return results
+
+
+def compilation_cache(config: ml_collections.ConfigDict, workdir: str) -> str | None:
+  """Turns on JAX's persistent compilation cache, so a restarted or resumed run skips compiling
+  again; returns its folder (None: off).
+
+  config.compilation_cache_dir: a folder; 'off'; or '' for the one JAX already has
+  (JAX_COMPILATION_CACHE_DIR), else WORKDIR/.jax_cache. Takes effect before the process's first
+  compilation only (JAX opens its cache once).
+  """
+  path = config.compilation_cache_dir
+  if path == 'off':
+    jax.config.update('jax_enable_compilation_cache', False)
+    logging.info('JAX compilation cache: off')
+    return None
+  path = path or jax.config.jax_compilation_cache_dir or os.path.join(
+      os.path.abspath(workdir), '.jax_cache')
+  jax.config.update('jax_enable_compilation_cache', True)
+  jax.config.update('jax_compilation_cache_dir', path)
+  logging.info('JAX compilation cache: %s', path)
+  return path
+
+
+def batch_picture(parts: dict) -> tuple:
+  """(uint8 grid, text) of a batch preview (make_batch_preview): one row per part, phi under
+  each synthetic face and psi under each domain-mixed one."""
+  parts = jax.device_get(parts)
+  rows, captions, text = {}, {}, []
+  if 'synthetic' in parts:
+    rows['synthetic'] = parts['synthetic']
+    if 'phi' in parts:
+      captions['synthetic'] = [f'phi {v:.2f}' for v in parts['phi']]
+      text.append('phi ' + ', '.join(f'{v:.3f}' for v in parts['phi']))
+  if 'real' in parts:
+    rows['real'] = parts['real']
+  if 'mixed' in parts:
+    rows['mixed'] = parts['mixed']
+    captions['mixed'] = [f'psi {v:.2f}' for v in parts['psi']]
+    text.append('psi ' + ', '.join(f'{v:.3f}' for v in parts['psi']))
+  from synface_jax import writers
+  return writers.image_grid(rows, captions), '; '.join(text)
+
+
+def _write_batch_picture(writer, step: int, parts: dict) -> None:
+  grid, text = batch_picture(parts)
+  writer.write_images(step, {'train/batch': grid})
+  if text:
+    writer.write_texts(step, {'train/batch': text})
+
+
+class _Profiler:
+  """A jax.profiler trace of config.profile_steps = (first, last) into WORKDIR/profile."""
+
+  def __init__(self, steps, workdir: str):
+    steps = tuple(steps or ())
+    if steps and (len(steps) != 2 or not 0 < steps[0] <= steps[1]):
+      raise ValueError(f'profile_steps={steps}: expected (first, last) step numbers, first <= last')
+    self.first, self.last = steps or (None, None)
+    self.directory = os.path.join(os.path.abspath(workdir), 'profile')
+    self.active = False
+
+  def before(self, step: int) -> None:
+    if step == self.first:
+      jax.profiler.start_trace(self.directory)
+      self.active = True
+      logging.info('Profiling steps %d..%d into %s', self.first, self.last, self.directory)
+
+  def after(self, step: int, state) -> None:
+    if self.active and step >= self.last:
+      jax.block_until_ready(state)
+      self.close()
+
+  def close(self) -> None:
+    if self.active:
+      jax.profiler.stop_trace()
+      self.active = False
+      logging.info('Profile written to %s', self.directory)
 
 
 def _flatten(d: dict, prefix: str = '') -> dict:

@@ -98,6 +98,45 @@ class MetricWriter:
       self._summary = None
 
 
+def to_uint8(images) -> np.ndarray:
+  """uint8 pixels of images normalised to [-1, 1] (uint8 images unchanged)."""
+  images = np.asarray(images)
+  if images.dtype == np.uint8:
+    return images
+  return np.clip((images.astype(np.float32) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+
+
+def image_grid(rows: Mapping[str, Any], captions: Mapping[str, Any] | None = None,
+               min_tile: int = 64) -> np.ndarray:
+  """One uint8 [H, W, 3] picture: a row of tiles per named part, its name on the left and a caption
+  under each tile (captions[name][k] for tile k).
+
+  rows: {name: images [N, H, W, 3], float in [-1, 1] or uint8}; tiles smaller than `min_tile`
+  pixels wide are enlarged by a whole factor (nearest neighbour) so the captions fit.
+  """
+  from PIL import Image, ImageDraw
+  captions = captions or {}
+  tiles = {name: to_uint8(images) for name, images in rows.items()}
+  h, w = next(iter(tiles.values())).shape[1:3]
+  zoom = max(1, -(-min_tile // w))
+  h, w = h * zoom, w * zoom
+  label_w, caption_h, pad = 80, 12, 2
+  cols = max(len(t) for t in tiles.values())
+  canvas = Image.new('RGB', (label_w + cols * (w + pad), len(tiles) * (h + caption_h + pad)),
+                     'white')
+  draw = ImageDraw.Draw(canvas)
+  for r, (name, images) in enumerate(tiles.items()):
+    top = r * (h + caption_h + pad)
+    draw.text((4, top + h // 2 - 6), name, fill='black')
+    for k, image in enumerate(images):
+      left = label_w + k * (w + pad)
+      canvas.paste(Image.fromarray(np.repeat(np.repeat(image, zoom, 0), zoom, 1)), (left, top))
+      texts = captions.get(name)
+      if texts is not None and k < len(texts):
+        draw.text((left + 2, top + h), str(texts[k]), fill='black')
+  return np.asarray(canvas)
+
+
 def create_default_writer(logdir: str | None, *, just_logging: bool = False) -> MetricWriter:
   """The writer of a training run: TensorBoard files in logdir on process 0, log lines on all."""
   return MetricWriter(logdir, just_logging=just_logging)

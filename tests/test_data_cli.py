@@ -21,6 +21,8 @@ def test_stats_prints_one_json_line_and_errors_exit_1(tmp_path):
   assert proc.returncode == 0, proc.stderr[-2000:]
   line = json.loads(proc.stdout.strip().splitlines()[-1])
   assert (line['kind'], line['identities'], line['images'], line['skipped']) == ('rec', 5, 20, 0)
+  assert f'stats {rec}: 0/20 images' in proc.stderr  # Progress lines name the total.
+  assert f'stats {rec}: 20/20 images (100.0%)' in proc.stderr
   assert cli.main(['stats', str(tmp_path / 'missing')]) == 1
 
 
@@ -31,8 +33,10 @@ def test_dump_and_build(tmp_path, capsys):
   assert out['images'].shape == (4, 16, 16, 3) and out['images'].dtype == np.uint8
   np.testing.assert_array_equal(out['labels'], [0, 0, 1, 1])
   assert cli.main(['build', str(root), '--data-dir', str(tmp_path / 'tfds')]) == 0
-  built = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  captured = capsys.readouterr()
+  built = json.loads(captured.out.strip().splitlines()[-1])
   assert built['kind'] == 'folder' and built['splits'] == {'train': 5}
+  assert f'build {root}: 5/5 images (100.0%)' in captured.err
 
 
 def test_benchmark_input_reports_images_per_second(tmp_path):

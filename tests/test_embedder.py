@@ -99,11 +99,12 @@ def test_wrong_image_size(emb):
     emb(np.zeros((1, 48, 32, 3), np.uint8))
 
 
-def test_embed_cli_without_arch(workdir, faces, tmp_path):
+def test_embed_cli_without_arch(workdir, faces, tmp_path, capsys):
   root, variables = workdir
   np.save(tmp_path / 'x.npy', faces[:2])
   embed.main(['--checkpoint', str(root), '--images', str(tmp_path / 'x.npy'),
               '--out', str(tmp_path / 'y.npy')])
+  assert f"embed {tmp_path / 'x.npy'}: 2/2 faces (100.0%)" in capsys.readouterr().err  # Progress.
   x = (faces[:2].astype(np.float32) / 255 - 0.5) / 0.5
   raw = np.asarray(jax.jit(lambda v, x: iresnet('r18', width=TINY).apply(v, x, train=False))(
       variables, x))

@@ -1,4 +1,6 @@
 """The loop's TensorBoard writer (tensorboardX, no TensorFlow) and progress lines."""
+import os
+
 import numpy as np
 import pytest
 
@@ -58,3 +60,136 @@ def test_progress_rate_excludes_timed_parts(monkeypatch):
   assert 'ETA 0:04:00' in message and '(eval 0:00:06)' in message
   now[0] = 300.0
   assert report(100).startswith('step 100/100 (100.0%)')
+
+
+# ---------------------------------------------------------------------------------------------
+# A training run's TensorBoard: numeric hparams, the batch it trained on, evaluation pictures.
+# ---------------------------------------------------------------------------------------------
+
+SIZE = 32
+
+
+class _Toy:
+  """The tests' toy generator under the registry's calling convention."""
+
+  def __new__(cls, image_size=(SIZE, SIZE), num_identities=16, seed=0):
+    from toy_generator import ToyGenerator
+    generator = ToyGenerator(image_size=image_size, seed=seed)
+    generator.num_identities = num_identities  # Held-out evaluation identities start here.
+    return generator
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory):
+  from synface_jax import config as config_lib, generators, train
+  generators.register('test_toy')(_Toy)
+  c = config_lib.base_config()
+  c.regime = 'synthetic'
+  c.generator.name = 'test_toy'
+  c.model.arch = 'r18'
+  c.model.width = 0.0625
+  c.model.num_features = 32
+  c.model.input_size = (SIZE, SIZE)
+  c.synthetic.num_identities = 16
+  c.synthetic.images_per_identity = 4
+  c.im.enabled = True
+  c.optim.batch_size = 8
+  c.num_train_steps = 4
+  c.log_every_steps = 2
+  c.checkpoint_every_steps = 4
+  c.log_batch_images = 4
+  c.eval.pairs = ('synthetic:20',)
+  c.eval.protocols = ('synface',)
+  c.profile_steps = (2, 3)
+  workdir = tmp_path_factory.mktemp('run')
+  train.train_and_evaluate(c, str(workdir))
+  return workdir, _events(workdir)
+
+
+def test_run_writes_numeric_hparams_and_the_batch_it_trained_on(run):
+  workdir, acc = run
+  from tensorboard.plugins.hparams import plugin_data_pb2
+  content = acc.PluginTagToContent('hparams')['_hparams_/session_start_info']
+  hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+  assert hparams['optim.batch_size'].number_value == 8
+  assert hparams['model.width'].number_value == 0.0625
+  assert hparams['im.enabled'].bool_value is True
+  assert hparams['regime'].string_value == 'synthetic'
+  assert hparams['model.input_size'].string_value == '(32, 32)'
+  batch = acc.Images('train/batch')
+  assert [e.step for e in batch] == [2, 4]
+  from PIL import Image
+  import io
+  grid = np.asarray(Image.open(io.BytesIO(batch[0].encoded_image_string)))
+  # One row of 4 faces (enlarged to 64 pixels, 80 pixels of row name, a caption strip).
+  assert grid.shape[:2] == (64 + 12 + 2, 80 + 4 * 66)
+  texts = acc.Tensors('train/batch/text_summary')
+  phi = texts[0].tensor_proto.string_val[0].decode()
+  assert phi.startswith('phi ') and len(phi.split(',')) == 4
+
+
+def test_run_writes_evaluation_pictures_and_a_profile(run):
+  workdir, acc = run
+  tags = acc.Tags()
+  assert {'eval/roc/synface', 'eval/synthetic/synface/histogram'} <= set(tags['images'])
+  assert {'eval/synthetic/synface/genuine', 'eval/synthetic/synface/impostor'} <= set(
+      tags['histograms'])
+  assert any(files for _, _, files in os.walk(workdir / 'profile'))
+
+
+def test_compilation_cache_follows_the_config(tmp_path):
+  import jax
+  from synface_jax import config as config_lib, train
+  c = config_lib.base_config()
+  before = jax.config.jax_compilation_cache_dir, jax.config.jax_enable_compilation_cache
+  try:
+    jax.config.update('jax_compilation_cache_dir', None)
+    assert train.compilation_cache(c, str(tmp_path)) == str(tmp_path / '.jax_cache')
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / '.jax_cache')
+    assert train.compilation_cache(c, 'elsewhere') == str(tmp_path / '.jax_cache')  # JAX's own.
+    c.compilation_cache_dir = str(tmp_path / 'cache')
+    assert train.compilation_cache(c, str(tmp_path)) == str(tmp_path / 'cache')
+    c.compilation_cache_dir = 'off'
+    assert train.compilation_cache(c, str(tmp_path)) is None
+    assert not jax.config.jax_enable_compilation_cache
+  finally:
+    jax.config.update('jax_compilation_cache_dir', before[0])
+    jax.config.update('jax_enable_compilation_cache', before[1])
+
+
+def test_preview_is_the_input_part_of_the_step():
+  """The pictured parts are the step's own: same key derivation, domain mixup with psi."""
+  import jax
+  import jax.numpy as jnp
+  from synface_jax import config as config_lib, mixup, sharding, train
+  from toy_generator import ToyGenerator
+  c = config_lib.base_config()
+  c.regime = 'mixed'
+  c.model.input_size = (SIZE, SIZE)
+  c.synthetic.num_identities = 8
+  c.synthetic.images_per_identity = 4
+  c.im.enabled = c.dm.enabled = c.dm.per_example = True
+  c.optim.batch_size = 8
+  mesh = sharding.make_mesh(-1, 1)
+  generator = ToyGenerator(image_size=(SIZE, SIZE))
+  params = generator.init(jax.random.key(0))
+  rng = np.random.default_rng(0)
+  real = {'image': rng.uniform(-1, 1, (8, SIZE, SIZE, 3)).astype(np.float32),
+          'label': np.arange(8, dtype=np.int32)}
+  preview = train.make_batch_preview(c, mesh, generator=generator, num_real_images=32, count=3)
+  key = jax.random.key(5)
+  parts = jax.device_get(preview(params, real, key, 7))
+  assert sorted(parts) == ['mixed', 'phi', 'psi', 'real', 'synthetic']
+  k_syn = jax.random.split(jax.random.fold_in(key, 7), 3)[0]
+  x_syn, label = train.synthetic_batch(generator, params, k_syn, 8, 8, 4,
+                                       mixup.make_sampler(c.im.phi), draw_seed=c.seed + 1,
+                                       augment_options=None)
+  np.testing.assert_allclose(parts['synthetic'], x_syn[:3], atol=1e-6)
+  np.testing.assert_allclose(parts['phi'], label.weights[:3, 0], atol=1e-6)
+  np.testing.assert_allclose(parts['real'], real['image'][:3])
+  psi = parts['psi'][:, None, None, None]
+  np.testing.assert_allclose(parts['mixed'], psi * x_syn[:3] + (1 - psi) * real['image'][:3],
+                             atol=1e-5)
+  grid, text = train.batch_picture(parts)
+  assert grid.shape == (3 * (64 + 12 + 2), 80 + 3 * 66, 3) and 'phi ' in text and 'psi ' in text
+  del jnp

@@ -28,6 +28,7 @@ from etils import epath
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from synface_jax import progress
 from synface_jax.data import source_folder, source_pairs, source_rec
 
 VERSION = tfds.core.Version('1.0.0')
@@ -85,7 +86,9 @@ class _TrainBuilder(_LocalBuilder, skip_registration=True):
 
   def _generate_examples(self, path, src):
     labels, partners = [], []
-    for key, example in self.iter_examples(src):
+    examples = progress.iterate(self.iter_examples(src), f'build {path}', src.expected_images(),
+                                unit='images')
+    for key, example in examples:
       labels.append(int(example['label']))
       out = {'image': example['image'], 'label': example['label'], 'key': key}
       if self.SOFT:

@@ -19,30 +19,36 @@ from synface_jax import mixup
 from synface_jax.data import images, synface_names
 
 
-def _render_fn(generator, num_identities: int, images_per_identity: int, phi_sampler, seed: int,
-               draw_seed: int):
-  """A jitted (params, flat image numbers [B]) -> (uint8 images, ids, partners, phi)."""
+def _label_fn(num_identities: int, images_per_identity: int, phi_sampler, seed: int):
+  """(flat image numbers [B]) -> (ids, partners, phi): what names a file, without rendering it."""
 
-  def render(params, numbers):
+  def labels(numbers):
+    ids = numbers // images_per_identity
+    if phi_sampler is None:
+      return ids, ids, jnp.ones(ids.shape, jnp.float32)
+    keys = jax.vmap(lambda n: jax.random.fold_in(jax.random.key(seed), n))(numbers)
+    k_partner, k_phi = jax.vmap(lambda k: tuple(jax.random.split(k)))(keys)
+    partners = jax.vmap(lambda k, i: mixup.sample_partners(k, i, num_identities))(k_partner, ids)
+    phi = jax.vmap(lambda k: phi_sampler(k, ()))(k_phi).astype(jnp.float32)
+    return ids, partners, jnp.round(phi * 1000.0) / 1000.0
+  return labels
+
+
+def _render_fn(generator, images_per_identity: int, mixed: bool, draw_seed: int):
+  """A jitted (params, flat image numbers [B], partners [B], phi [B]) -> uint8 images."""
+
+  def render(params, numbers, partners, phi):
     ids = numbers // images_per_identity
     js = numbers % images_per_identity
     identity = jax.vmap(generator.identity, (None, 0))(params, ids)
-    if phi_sampler is None:
-      partners, phi = ids, jnp.ones(ids.shape, jnp.float32)
-    else:
-      keys = jax.vmap(lambda n: jax.random.fold_in(jax.random.key(seed), n))(numbers)
-      k_partner, k_phi = jax.vmap(lambda k: tuple(jax.random.split(k)))(keys)
-      partners = jax.vmap(lambda k, i: mixup.sample_partners(k, i, num_identities))(k_partner, ids)
-      phi = jax.vmap(lambda k: phi_sampler(k, ()))(k_phi).astype(jnp.float32)
-      phi = jnp.round(phi * 1000.0) / 1000.0
+    if mixed:
       partner_identity = jax.vmap(generator.identity, (None, 0))(params, partners)
       identity, _ = mixup.identity_mixup(identity, partner_identity, ids, partners, phi)
     root = jax.random.key(draw_seed)
     draw_keys = jax.vmap(lambda i, j: jax.random.fold_in(jax.random.fold_in(root, i), j))(ids, js)
     factors = jax.vmap(generator.sample)(draw_keys, identity)
     pixels, _ = generator.render(params, factors)
-    pixels = jnp.clip((pixels + 1.0) * 127.5, 0, 255).astype(jnp.uint8)
-    return pixels, ids, partners, phi
+    return jnp.clip((pixels + 1.0) * 127.5, 0, 255).astype(jnp.uint8)
   return jax.jit(render)
 
 
@@ -52,34 +58,67 @@ def export_folder(generator, gen_params, out_dir: str, *, num_identities: int,
   """Renders Syn_N_S into `out_dir` in SynFace's naming; returns counts.
 
   draw_seed: the train step's (config.seed + 1) reproduces its fixed nuisance draws.
+  Resumes: a file already there and complete is kept, and batches whose files are all there are
+  not rendered. Each file is written under a temporary name and then renamed, so a job killed
+  mid-file leaves no partial image behind (only a `.part` file, replaced on the next run).
   """
   if num_identities < 2 or images_per_identity < 1:
     raise ValueError(f'need at least 2 identities and 1 image each, got {num_identities} x '
                      f'{images_per_identity}')
-  render = _render_fn(generator, num_identities, images_per_identity, phi_sampler, seed, draw_seed)
+  from synface_jax import progress
+  labels = jax.jit(_label_fn(num_identities, images_per_identity, phi_sampler, seed))
+  render = _render_fn(generator, images_per_identity, phi_sampler is not None, draw_seed)
   total = num_identities * images_per_identity
   for i in range(num_identities):
     os.makedirs(os.path.join(out_dir, synface_names.folder_name(i)), exist_ok=True)
+  # Every file's name first (no rendering), so that files already written are skipped.
+  all_ids, all_partners, all_phi = jax.device_get(labels(jnp.arange(total)))
+  batches = []
+  kept = 0
+  for start in range(0, total, batch_size):
+    numbers = np.arange(start, start + batch_size) % total  # The last batch wraps; cut below.
+    paths = []
+    for n in range(start, min(start + batch_size, total)):
+      i, j = int(all_ids[n]), n % images_per_identity
+      name = synface_names.file_name(i, j, float(all_phi[n]), int(all_partners[n]))
+      paths.append(os.path.join(out_dir, synface_names.folder_name(i), name))
+    missing = [k for k, path in enumerate(paths) if not is_complete(path)]
+    kept += len(paths) - len(missing)
+    if missing:
+      batches.append((numbers, paths, missing))
+  bar = progress.Progress(f'export {out_dir}', total, unit='images', done=kept)
   with futures.ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
-    for start in range(0, total, batch_size):
-      numbers = np.arange(start, start + batch_size) % total  # The last batch wraps; cut below.
-      pixels, ids, partners, phi = jax.device_get(render(gen_params, jnp.asarray(numbers)))
-      count = min(batch_size, total - start)
-      jobs = []
-      for k in range(count):
-        i, j = int(ids[k]), int(numbers[k]) % images_per_identity
-        name = synface_names.file_name(i, j, float(phi[k]), int(partners[k]))
-        path = os.path.join(out_dir, synface_names.folder_name(i), name)
-        jobs.append(pool.submit(_write, path, pixels[k], quality))
+    for numbers, paths, missing in batches:
+      pixels = jax.device_get(render(gen_params, jnp.asarray(numbers), all_partners[numbers],
+                                     all_phi[numbers]))
+      jobs = [pool.submit(_write, paths[k], pixels[k], quality) for k in missing]
       for job in jobs:
         job.result()
+      bar.update(len(missing))
+  bar.close()
   return {'path': out_dir, 'identities': num_identities, 'images': total,
-          'identity_mixup': phi_sampler is not None}
+          'identity_mixup': phi_sampler is not None, 'written': total - kept, 'kept': kept}
+
+
+def is_complete(path: str) -> bool:
+  """Whether a JPEG is there in full (ends with the end-of-image marker)."""
+  try:
+    with open(path, 'rb') as f:
+      f.seek(0, os.SEEK_END)
+      if f.tell() < 4:
+        return False
+      f.seek(-2, os.SEEK_END)
+      return f.read(2) == b'\xff\xd9'
+  except OSError:
+    return False
 
 
 def _write(path: str, pixels: np.ndarray, quality: int) -> None:
-  with open(path, 'wb') as f:
+  folder, name = os.path.split(path)
+  part = os.path.join(folder, f'.{name}.part')
+  with open(part, 'wb') as f:
     f.write(images.encode_jpeg(pixels, quality))
+  os.replace(part, path)
 
 
 def to_tfds(out_dir: str, data_dir: str = ''):

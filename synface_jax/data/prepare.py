@@ -9,6 +9,7 @@ import hashlib
 import os
 import re
 
+from absl import logging
 import tensorflow_datasets as tfds
 
 from synface_jax.data import builders, detect
@@ -100,7 +101,12 @@ def prepare(path: str, kind: str = 'auto', data_dir: str = '', process_index: in
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir(path)))
   if process_count > 1:
     from jax.experimental import multihost_utils
+    if process_index:
+      logging.info('process %d: waiting for process 0 to build %s (%s) into %s', process_index,
+                   path, builder.builder_config.name, builder.data_dir)
     multihost_utils.sync_global_devices(f'synface_jax.data prepared {builder.builder_config.name}')
+    if process_index:
+      logging.info('process %d: process 0 has built %s', process_index, path)
     builder, _ = builder_for(path, kind, data_dir)
     if not is_prepared(builder):
       raise ValueError(f'process {process_index}: the dataset process 0 prepared for {path} is not '

@@ -33,6 +33,10 @@ class FolderSet:
   def num_classes(self) -> int:
     return len(self.folders) if self.soft else len(self.classes)
 
+  def expected_images(self) -> int:
+    """The image files listed (what iterating yields unless some are skipped)."""
+    return sum(len(names) for _, names in self.folders)
+
 
 def list_folders(root: str, soft: bool = False, size=None) -> FolderSet:
   """Lists identity folders and image files (no decoding yet); `size` (H, W) overrides the probe."""

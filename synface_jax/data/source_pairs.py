@@ -80,7 +80,7 @@ def split_name(bin_path: str) -> str:
 
 def bin_examples(bin_path: str, limit: int = 0) -> Iterator[tuple[str, dict]]:
   """Yields (key, {'image1', 'image2': uint8 [H, W, 3], 'issame': bool}) of one `.bin` pack."""
-  pixels, issame = evaluate.load_bin(bin_path)
+  pixels, issame = evaluate.load_bin(bin_path, progress=True)
   n = min(limit, len(issame)) if limit else len(issame)
   for k in range(n):
     yield f'{k:06d}', {'image1': pixels[2 * k], 'image2': pixels[2 * k + 1],

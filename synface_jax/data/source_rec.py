@@ -30,6 +30,15 @@ class RecSet:
   def size(self) -> tuple[int, int]:
     return self.prop.height, self.prop.width
 
+  def expected_images(self) -> int | None:
+    """The image records the index lists (None without a .idx: not known before a scan)."""
+    if not self.idx:
+      return None
+    index = recordio.read_index(self.idx)
+    with recordio.RecordFile(self.rec) as f:
+      return len(_image_keys(RecSet(self.rec, self.idx, self.prop, images.Report(self.rec)), f,
+                             index))
+
 
 def locate(path: str) -> tuple[str, str | None, str]:
   """(.rec, .idx or None, property) for a `.rec` file or the folder holding `train.rec`."""

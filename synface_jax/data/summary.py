@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from synface_jax import evaluate
+from synface_jax import evaluate, progress
 from synface_jax.data import detect, images, source_folder, source_pairs, source_rec
 
 
@@ -25,7 +25,8 @@ def stats(path: str, kind: str = 'auto') -> dict:
   if kind in ('folder', 'synface', 'rec'):
     src, examples = _train_set(path, kind)
     labels, soft = [], 0
-    for _, example in examples(src):
+    for _, example in progress.iterate(examples(src), f'stats {path}', src.expected_images(),
+                                       unit='images'):
       labels.append(example['label'])
       soft += 'label_ids' in example and example['label_ids'][1] >= 0
     out.update(identities=len(set(labels)), images=len(labels), num_classes=src.num_classes,
@@ -65,7 +66,7 @@ def _lfw_stats(path: str) -> dict:
   paths1, paths2, issame = evaluate.load_pairs_txt(root, pairs)
   files = sorted(set(paths1) | set(paths2))
   report = images.Report(path)
-  for f in files:
+  for f in progress.iterate(files, f'stats {path}', len(files), unit='images'):
     with open(f, 'rb') as fh:
       try:
         images.check_image(fh.read())
@@ -79,7 +80,7 @@ def _lfw_stats(path: str) -> dict:
 def _bin_stats(path: str) -> dict:
   packs = {}
   for f in source_pairs.bin_files(path):
-    pixels, issame = evaluate.load_bin(f)
+    pixels, issame = evaluate.load_bin(f, progress=True)
     packs[source_pairs.split_name(f)] = {'pairs': int(len(issame)), 'same': int(issame.sum()),
                                          'images': int(len(pixels)),
                                          'image_size': list(pixels.shape[1:3])}

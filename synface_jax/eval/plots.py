@@ -1,4 +1,7 @@
-"""Evaluation figures drawn with Pillow alone: score histograms, ROC curves (log FAR), CMC curves."""
+"""Evaluation figures drawn with Pillow alone: score histograms, ROC curves (log FAR), CMC curves.
+
+Each function saves a PNG at `path` (None: no file) and returns the PIL image.
+"""
 import math
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -45,7 +48,9 @@ def histogram_png(path, genuine, impostor, threshold=None, title='', bins=40, si
   draw.text((margin, 8), title, fill='black')
   draw.text((w - margin - 150, 8), 'genuine', fill=GENUINE_COLOUR)
   draw.text((w - margin - 80, 8), 'impostor', fill=IMPOSTOR_COLOUR)
-  image.save(path)
+  if path is not None:
+    image.save(path)
+  return image
 
 
 class _Axes:
@@ -109,7 +114,9 @@ def roc_png(path, curves: Dict[str, Tuple[Sequence[float], Sequence[float]]], ti
     if len(points) > 1:
       draw.line(points, fill=colour, width=2)
   axes.legend(list(curves), colours)
-  image.save(path)
+  if path is not None:
+    image.save(path)
+  return image
 
 
 def cmc_png(path, curves: Dict[str, Sequence[float]], title='CMC', size=(640, 420)):
@@ -134,4 +141,6 @@ def cmc_png(path, curves: Dict[str, Sequence[float]], title='CMC', size=(640, 42
       draw.ellipse([points[0][0] - 3, points[0][1] - 3, points[0][0] + 3, points[0][1] + 3],
                    fill=colour)
   axes.legend(list(curves), colours)
-  image.save(path)
+  if path is not None:
+    image.save(path)
+  return image

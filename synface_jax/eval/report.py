@@ -155,7 +155,7 @@ def run(embedder, pair_sources: Sequence[str], out_dir: str, *,
   done = 0
   for source in pair_sources:
     t0 = time.perf_counter()
-    images, issame = sets.load_pairs(source, renderer)
+    images, issame = sets.load_pairs(source, renderer, progress=True)
     plain, flipped = _embed_both(embedder, fit_to_size(images, size))
     figures = verification_figures(plain, flipped, issame, protocols, far_targets)
     if 'insightface' in figures:

@@ -76,8 +76,12 @@ def _need_renderer(renderer, source):
     raise ValueError(f'{source}: synthetic sets need a generator')
 
 
-def load_pairs(source: str, renderer: Renderer | None = None) -> Tuple[np.ndarray, np.ndarray]:
-  """(images uint8 [2N, H, W, 3], issame bool [N]) of a pair source (module docstring)."""
+def load_pairs(source: str, renderer: Renderer | None = None,
+               progress: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+  """(images uint8 [2N, H, W, 3], issame bool [N]) of a pair source (module docstring).
+
+  progress: log progress lines while decoding a .bin pack or pairs.txt images.
+  """
   kind, _, count = source.partition(':')
   if kind == 'synthetic':
     _need_renderer(renderer, source)
@@ -97,7 +101,7 @@ def load_pairs(source: str, renderer: Renderer | None = None) -> Tuple[np.ndarra
                        f'{2 * issame.size} images [2N, H, W, 3]')
     return images, issame
   from synface_jax.evaluate import load_pair_source
-  return load_pair_source(source)
+  return load_pair_source(source, progress)
 
 
 def _parse_grid(source: str) -> Tuple[int, int]:
