@@ -9,7 +9,7 @@ camera and a face detector do to a real face (DigiFace-1M's lesson: alignment er
 resolution, blur, colour casts, occluders, sensor noise, JPEG blocks; see
 `synface_jax/generators/augment.py`). At the end it is scored on 1,200 pairs of identities it never
 saw, under both verification protocols, and `WORKDIR/results.json` holds the figures. Needs no
-downloads; about 15 minutes on 2 CPU cores.
+downloads; about 15 minutes on 2 CPU cores (docs/results/demo.md).
 """
 from synface_jax import config as config_lib
 
