@@ -29,3 +29,24 @@ def reference_file(*parts) -> pathlib.Path:
   if not path.exists():
     pytest.skip(f'golden data not available: {path} (set SYNFACE_SHARED to the shared/ folder)')
   return path
+
+
+def write_tiny_checkpoint(root, hw, seed, width=1 / 16):
+  """A training-workdir layout under root (checkpoints/ with model.json) holding a random r18 at
+  input size hw; returns its Flax variables."""
+  from synface_jax.models import convert, model_spec
+  from test_iresnet import random_torch_state_dict
+  state = random_torch_state_dict('r18', width, hw, seed=seed)
+  variables = convert.torch_to_flax(state, 'r18', width, hw)
+  convert.save_backbone(pathlib.Path(root) / 'checkpoints', variables)
+  model_spec.ModelSpec('r18', width, input_size=hw).write(pathlib.Path(root) / 'checkpoints')
+  return variables
+
+
+def raw_embedder(variables, width=1 / 16):
+  """Independent of the embedder: the r18 applied to normalised pixels, float64, not L2-normalised."""
+  import jax
+  import numpy as np
+  from synface_jax.models import iresnet
+  apply = jax.jit(lambda v, x: iresnet('r18', width=width).apply(v, x, train=False))
+  return lambda x: np.asarray(apply(variables, x), np.float64)

@@ -6,8 +6,8 @@ from PIL import Image
 
 import synface_jax
 from synface_jax import embed
-from synface_jax.models import convert, iresnet, model_spec
-from test_iresnet import random_torch_state_dict
+from synface_jax.models import convert, iresnet
+from conftest import write_tiny_checkpoint
 
 TINY = 1 / 16
 HW = (32, 48)
@@ -17,10 +17,7 @@ HW = (32, 48)
 def workdir(tmp_path_factory):
   """A training-workdir layout (checkpoints/ with model.json) holding a tiny r18 at 32x48."""
   root = tmp_path_factory.mktemp('run')
-  variables = convert.torch_to_flax(random_torch_state_dict('r18', TINY, HW, seed=2), 'r18', TINY, HW)
-  convert.save_backbone(root / 'checkpoints', variables)
-  model_spec.ModelSpec('r18', TINY, input_size=HW).write(root / 'checkpoints')
-  return root, variables
+  return root, write_tiny_checkpoint(root, HW, seed=2, width=TINY)
 
 
 @pytest.fixture(scope='module')

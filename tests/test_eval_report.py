@@ -11,8 +11,8 @@ from PIL import Image
 import synface_jax
 from synface_jax import evaluate
 from synface_jax.eval import identification, metrics, report, sets
-from synface_jax.models import convert, iresnet, model_spec
-from test_iresnet import random_torch_state_dict
+from synface_jax.models import iresnet
+from conftest import raw_embedder, write_tiny_checkpoint
 from toy_generator import ToyGenerator
 
 TINY = 1 / 16
@@ -22,18 +22,13 @@ HW = (32, 32)
 @pytest.fixture(scope='module')
 def workdir(tmp_path_factory):
   root = tmp_path_factory.mktemp('run')
-  variables = convert.torch_to_flax(random_torch_state_dict('r18', TINY, HW, seed=4), 'r18', TINY, HW)
-  convert.save_backbone(root / 'checkpoints', variables)
-  model_spec.ModelSpec('r18', TINY, input_size=HW).write(root / 'checkpoints')
-  return root, variables
+  return root, write_tiny_checkpoint(root, HW, seed=4, width=TINY)
 
 
 @pytest.fixture(scope='module')
 def raw_embed(workdir):
   """Independent of the embedder: the model on normalised pixels, no L2 normalisation."""
-  _, variables = workdir
-  apply = jax.jit(lambda v, x: iresnet('r18', width=TINY).apply(v, x, train=False))
-  return lambda x: np.asarray(apply(variables, x), np.float64)
+  return raw_embedder(workdir[1], TINY)
 
 
 def _faces(rng, n):

@@ -3,14 +3,12 @@ import io
 import json
 import pickle
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image
 
 from synface_jax import embed, evaluate
-from synface_jax.models import convert, iresnet, model_spec
-from test_iresnet import random_torch_state_dict
+from conftest import raw_embedder, write_tiny_checkpoint
 
 TINY = 1 / 16
 HW = (32, 32)
@@ -19,17 +17,12 @@ HW = (32, 32)
 @pytest.fixture(scope='module')
 def checkpoint(tmp_path_factory):
   root = tmp_path_factory.mktemp('run')
-  variables = convert.torch_to_flax(random_torch_state_dict('r18', TINY, HW, seed=5), 'r18', TINY, HW)
-  convert.save_backbone(root / 'checkpoints', variables)
-  model_spec.ModelSpec('r18', TINY, input_size=HW).write(root / 'checkpoints')
-  return root, variables
+  return root, write_tiny_checkpoint(root, HW, seed=5, width=TINY)
 
 
 @pytest.fixture(scope='module')
 def raw_embed(checkpoint):
-  _, variables = checkpoint
-  apply = jax.jit(lambda v, x: iresnet('r18', width=TINY).apply(v, x, train=False))
-  return lambda x: np.asarray(apply(variables, x), np.float64)
+  return raw_embedder(checkpoint[1], TINY)
 
 
 def _png(pixels):
