@@ -77,6 +77,16 @@ def test_blur_kernels_and_filter():
   np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+@pytest.mark.parametrize('choice', range(len(A._LOW_RES_FACTORS)))
+def test_low_resolution_is_resize_down_then_up(choice):
+  x = jnp.asarray(_smooth_image(4, (32, 48)))
+  f = A._LOW_RES_FACTORS[choice]
+  small = jax.image.resize(x, (max(round(32 / f), 4), max(round(48 / f), 4), 3), 'linear',
+                           antialias=True)
+  want = jax.image.resize(small, x.shape, 'linear', antialias=False)
+  np.testing.assert_allclose(np.asarray(A.low_resolution(x, choice)), np.asarray(want), atol=1e-5)
+
+
 def test_dct_matrix_is_orthonormal_dct2():
   d = A.dct_matrix()
   np.testing.assert_allclose(d @ d.T, np.eye(8), atol=1e-6)

@@ -15,6 +15,7 @@ Images are float [B, H, W, 3] in [-1, 1] (the generators' range) in and out; H a
 multiples of 8 for the JPEG op (every supported input size is a multiple of 16).
 """
 import dataclasses
+import functools
 import math
 
 import jax
@@ -155,17 +156,34 @@ def _align(key, x, o):
   return bilinear_sample(x, sx + cx, sy + cy)
 
 
+@functools.lru_cache(maxsize=None)
+def resampling_matrices(n: int):
+  """[len(_LOW_RES_FACTORS), n, n] float32: for each factor, the matrix that downscales a length-n
+  signal by it (antialiased, as jax.image.resize does) and upscales it back bilinearly."""
+  with jax.ensure_compile_time_eval():
+    out = []
+    for f in _LOW_RES_FACTORS:
+      small = max(int(round(n / f)), 4)
+      # jax.image.resize is linear along each axis: resizing the identity gives its matrix.
+      down = jax.image.resize(jnp.eye(n), (small, n), 'linear', antialias=True)
+      up = jax.image.resize(jnp.eye(small), (n, small), 'linear', antialias=False)
+      out.append(np.asarray(up @ down, np.float32))
+  return np.stack(out)
+
+
+def low_resolution(x, choice):
+  """x [H, W, C] downscaled by _LOW_RES_FACTORS[choice] and upscaled back: two small matrix
+  products per image (only the chosen factor is computed)."""
+  h, w = x.shape[:2]
+  rows = jnp.asarray(resampling_matrices(h))[choice]
+  cols = jnp.asarray(resampling_matrices(w))[choice]
+  return jnp.einsum('wv,hvc->hwc', cols, jnp.einsum('hu,uwc->hwc', rows, x))
+
+
 def _low_res(key, x, o):
   """Downscaled (antialiased) by a random factor and upscaled back bilinearly."""
   del o
-  h, w = x.shape[:2]
-  variants = []
-  for f in _LOW_RES_FACTORS:
-    small = jax.image.resize(x, (max(int(round(h / f)), 4), max(int(round(w / f)), 4), 3),
-                             'linear', antialias=True)
-    variants.append(jax.image.resize(small, x.shape, 'linear', antialias=False))
-  choice = jax.random.randint(key, (), 0, len(variants))
-  return jnp.stack(variants)[choice]
+  return low_resolution(x, jax.random.randint(key, (), 0, len(_LOW_RES_FACTORS)))
 
 
 def _filter2d(x, kernel):
