@@ -3,8 +3,12 @@
 A config file in `configs/` calls `base_config()`, sets the regime and its data, and returns it.
 `validate(config)` runs before any compute and names the field that is wrong.
 """
+import ast
 import dataclasses
+import importlib.util
+import os
 import re
+from typing import Sequence
 
 import ml_collections
 from ml_collections.config_dict import placeholder
@@ -274,3 +278,52 @@ def _get(c, dotted):
   for part in dotted.split('.'):
     c = c[part]
   return c
+
+
+def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+  """The config of `path[:arg]` (a configs/*.py file with get_config) with FIELD=VALUE overrides,
+  as main's --config and --config.FIELD=VALUE flags give it; for the commands that are not main.
+
+  A value is read as a Python literal unless the field holds a string. Raises ValueError naming
+  the file, or the field and value, that cannot be used.
+  """
+  path, _, arg = spec.partition(':')
+  if not os.path.isfile(path):
+    raise ValueError(f'{path}: no such config file')
+  module_spec = importlib.util.spec_from_file_location('synface_jax_config_file', path)
+  module = importlib.util.module_from_spec(module_spec)
+  try:
+    module_spec.loader.exec_module(module)
+    config = module.get_config(arg) if arg else module.get_config()
+  except (ValueError, SyntaxError, ImportError, AttributeError, TypeError) as e:
+    raise ValueError(f'{spec}: {e}') from None
+  for item in overrides:
+    field, sep, text = item.partition('=')
+    if not sep or not field:
+      raise ValueError(f'--config.{item}: expected --config.FIELD=VALUE')
+    *parents, leaf = field.split('.')
+    target = config
+    try:
+      for part in parents:
+        target = target[part]
+      kind = target.get_ref(leaf).get_type()
+    except (KeyError, AttributeError):
+      raise ValueError(f'--config.{field}: no such config field') from None
+    value = text
+    if kind is not str:
+      try:
+        value = ast.literal_eval(text)
+      except (ValueError, SyntaxError):
+        raise ValueError(f'--config.{field}={text!r}: not a {kind.__name__} value') from None
+    try:
+      target[leaf] = value
+    except TypeError as e:
+      raise ValueError(f'--config.{field}={text!r}: {e}') from None
+  return config
+
+
+def split_overrides(argv: Sequence[str]):
+  """(the --config.FIELD=VALUE arguments as FIELD=VALUE, the other arguments)."""
+  prefix = '--config.'
+  overrides = [a[len(prefix):] for a in argv if a.startswith(prefix)]
+  return overrides, [a for a in argv if not a.startswith(prefix)]

@@ -923,7 +923,8 @@ def _cmd_generator(args) -> None:
   from synface_jax import generate, generator_report  # pylint: disable=g-import-not-at-top
   from synface_jax.generators import get_generator  # pylint: disable=g-import-not-at-top
   try:
-    config = generate.with_generator(generate.load_config(args.config), args.generator, args.option)
+    config = generate.with_generator(generate.load_config(args.config, args.config_overrides),
+                                     args.generator, args.option)
     generator = get_generator(config.generator)
     options = _report_augment(config, args.augment)
     judge = generator_report.DlibJudge()
@@ -963,7 +964,7 @@ def _cmd_run(args) -> None:
     renderer = None
     if any(s.split(':')[0] == 'synthetic' for s in args.sets + args.identification):
       config, origin = report.generator_config(args.checkpoint, args.config,
-                                               embedder.spec.input_size)
+                                               embedder.spec.input_size, args.config_overrides)
       renderer = sets.renderer_from_config(config, args.seed)
       print(f'synthetic sets: rendered by the {renderer.name!r} generator of {origin}, held-out '
             f'identities from {renderer.first_identity}', flush=True)
@@ -1039,8 +1040,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-  """Command-line entry point; returns the exit status."""
+  """Command-line entry point; returns the exit status. --config.FIELD=VALUE arguments override
+  the fields of --config's file, as for main."""
+  from synface_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  overrides, argv = config_lib.split_overrides(sys.argv[1:] if argv is None else argv)
   args = build_parser().parse_args(argv)
+  args.config_overrides = overrides
+  if overrides and not getattr(args, 'config', ''):
+    print(f'error: --config.{overrides[0]} needs --config FILE', file=sys.stderr)
+    return 1
   try:
     args.func(args)
   except UserError as e:

@@ -17,8 +17,8 @@ Without --config the procedural generator's defaults are used. Writes into DIR:
 """
 import argparse
 import functools
-import importlib.util
 import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -31,15 +31,11 @@ from synface_jax.generators.factors import Factors
 from synface_jax.generators.pairs import to_uint8
 
 
-def load_config(spec):
-  """The ConfigDict of `path[:arg]` (a python file with get_config), or None."""
-  if not spec:
-    return None
-  path, _, arg = spec.partition(':')
-  module_spec = importlib.util.spec_from_file_location('generate_config', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
+def load_config(spec, overrides=()):
+  """The ConfigDict of `path[:arg]` (a python file with get_config) with FIELD=VALUE overrides
+  (`config.load`, as main reads --config), or None without a spec."""
+  from synface_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  return config_lib.load(spec, overrides) if spec else None
 
 
 def with_generator(config, name, options):
@@ -203,8 +199,11 @@ def write_npz(path, generator, params, key, identities, per_identity, pool, spec
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--config', default=None, help='config file (path[:arg]) with a generator field')
+  parser = argparse.ArgumentParser(prog='python -m synface_jax.generate',
+                                   description=__doc__.split('\n')[0])
+  parser.add_argument('--config', default=None,
+                      help='config file (path[:arg]) with a generator field; --config.FIELD=VALUE '
+                           'overrides a field, as for main')
   parser.add_argument('--out', default=None, help='folder for the PNG grids')
   parser.add_argument('--npz', default=None, help='also write faces as arrays to this .npz file')
   parser.add_argument('--identities', type=int, default=8)
@@ -215,10 +214,17 @@ def main(argv=None):
                       help="backend, overriding the config's (procedural, discofacegan)")
   parser.add_argument('--option', action='append', default=[], metavar='KEY=VALUE',
                       help="the backend's own option, e.g. checkpoint=DIR or preset=small")
+  from synface_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  overrides, argv = config_lib.split_overrides(sys.argv[1:] if argv is None else argv)
   args = parser.parse_args(argv)
   if not args.out and not args.npz:
     parser.error('give --out and/or --npz')
-  config = load_config(args.config)
+  if overrides and not args.config:
+    parser.error(f'--config.{overrides[0]} needs --config FILE')
+  try:
+    config = load_config(args.config, overrides)
+  except ValueError as e:
+    parser.error(str(e))
   if args.generator or args.option:
     config = with_generator(config, args.generator, args.option)
   generator, pool = build(config)

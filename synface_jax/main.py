@@ -45,6 +45,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().addFilter(_QuietLibraries())
+  pylogging.captureWarnings(True)  # Data warnings (skipped files, labels) go to absl's log files too.
   config = FLAGS.config
   try:
     config_lib.validate(config)

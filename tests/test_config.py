@@ -1,5 +1,6 @@
 """Configs: presets named after the paper, overrides, and checks that name the bad field."""
 import importlib.util
+import re
 
 import pytest
 
@@ -67,3 +68,30 @@ def test_domain_mixup_needs_the_mixed_regime():
   c.dm.enabled = True
   with pytest.raises(ValueError, match='dm.enabled'):
     config_lib.validate(c)
+
+
+def test_load_applies_overrides_as_main_does():
+  c = config_lib.load(str(REPO / 'configs' / 'demo.py'),
+                      ['synthetic.augment.blur=0.5', 'model.width=0.25', 'eval.pairs=("synthetic:20",)',
+                       'generator.procedural.bfm_path=/data/BFM_model_front.mat'])
+  assert c.synthetic.augment.blur == 0.5 and c.model.width == 0.25
+  assert c.eval.pairs == ('synthetic:20',)
+  assert c.generator.procedural.bfm_path == '/data/BFM_model_front.mat'  # A string field: as given.
+  preset = config_lib.load(str(REPO / 'configs' / 'synthetic.py') + ':Syn_2K_10,im=off')
+  assert (preset.synthetic.num_identities, preset.im.enabled) == (2000, False)
+  for overrides, words in ((['model.widht=1'], 'model.widht: no such config field'),
+                           (['model.width=abc'], "model.width='abc': not a float"),
+                           (['optim.batch_size=1.5'], 'optim.batch_size'),
+                           (['regime'], 'expected --config.FIELD=VALUE')):
+    with pytest.raises(ValueError, match=re.escape(words)):
+      config_lib.load(str(REPO / 'configs' / 'demo.py'), overrides)
+  with pytest.raises(ValueError, match='no such config file'):
+    config_lib.load('/nonexistent/config.py')
+
+
+def test_commands_other_than_main_take_config_overrides(tmp_path, capsys):
+  from synface_jax import evaluate
+  rc = evaluate.main(['generator', '--config', str(REPO / 'configs' / 'demo.py'),
+                      '--config.model.widht=1', '--out', str(tmp_path)])
+  assert rc != 0 and '--config.model.widht: no such config field' in capsys.readouterr().err
+  assert config_lib.split_overrides(['--config.a=1', '--out', 'x']) == (['a=1'], ['--out', 'x'])

@@ -216,7 +216,7 @@ def _write_figures(results: dict, out_dir: str, protocols) -> None:
     figures.append('cmc.png')
 
 
-def generator_config(checkpoint: str, config_spec: str = '', input_size=None):
+def generator_config(checkpoint: str, config_spec: str = '', input_size=None, overrides=()):
   """(config with a `generator` block, where it came from) for the synthetic sets of a run.
 
   In order: `config_spec` (a config file, path[:arg]); a `config.json` stored in the run's workdir
@@ -226,7 +226,7 @@ def generator_config(checkpoint: str, config_spec: str = '', input_size=None):
   import ml_collections
   from synface_jax import config as config_lib, generate
   if config_spec:
-    config = generate.load_config(config_spec)
+    config = generate.load_config(config_spec, overrides)
     if config is None or 'generator' not in config:
       raise ValueError(f'{config_spec}: the config has no generator field')
     return config, config_spec
