@@ -27,5 +27,6 @@ done
 bench step --arch r50 --dtype bfloat16 --batch 512 --classes 10000 --regime synthetic --peak-tflops "$PEAK"
 bench step --arch r50 --dtype bfloat16 --batch 512 --classes 10000 --regime mixed --peak-tflops "$PEAK"
 bench generate --batch 512
+bench generate --batch 512 --augment-renders
 bench generate --batch 256 --generator discofacegan
 bench mixup --batch 512

@@ -4,7 +4,7 @@ Usage:
   python -m synface_jax.generators.discofacegan.convert --pkl network-snapshot-020126.pkl \
       --vae-dir vae/weights --out DIR [--mean-w-id w_avg_id.txt | --mean-w-id-samples 50000]
 
-The generator is Gs, the third network of the (G, D, Gs) pickle, read by a restricted unpickler
+The generator is Gs, the third network of the (G, D, Gs) pickle, read by the plain-data pickle reader
 (snapshot.py). Its components `mapping` and `synthesis` are walked and every variable is mapped
 by name, with shape checks, to the Flax parameter tree; a missing or unexpected variable is an
 error naming it, and `lod` must be 0. The factor VAE decoders are read from the TensorFlow
