@@ -157,6 +157,10 @@ def test_config_block_is_checked():
   c.synthetic.augment.jpeg_quality = (90, 20)
   with pytest.raises(ValueError, match='synthetic.augment.jpeg_quality'):
     config_lib.validate(c)
+  for bad in (('a', 'b'), (50,), (10, 20, 30)):
+    c.synthetic.augment.jpeg_quality = bad
+    with pytest.raises(ValueError, match='synthetic.augment.jpeg_quality'):
+      config_lib.validate(c)
   with pytest.raises(ValueError, match='synthetic.augment.sharpen'):
     A.Augment.from_config({'sharpen': 0.5})
 

@@ -73,8 +73,9 @@ class Augment:
       value = getattr(self, name)
       if not 0.0 <= value <= top:
         raise ValueError(f'config field synthetic.augment.{name}={value!r}: must be in [0, {top}]')
-    lo, hi = (tuple(self.jpeg_quality) + (None, None))[:2]
-    if len(self.jpeg_quality) != 2 or not 1 <= lo <= hi <= 100:
+    quality = tuple(self.jpeg_quality)
+    if not (len(quality) == 2 and all(isinstance(q, (int, float)) for q in quality)
+            and 1 <= quality[0] <= quality[1] <= 100):
       raise ValueError(f'config field synthetic.augment.jpeg_quality={self.jpeg_quality!r}: '
                        'must be (low, high) with 1 <= low <= high <= 100')
 
