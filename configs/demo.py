@@ -4,7 +4,7 @@
 
 A narrow IResNet-18 trains for one epoch of Syn_1K_50 (1,000 procedural identities x 50 fixed
 draws of expression, pose and lighting, rendered inside the jitted step) with SynFace's identity
-mixup. What it learns must carry over to photographs, so every render then goes through what a
+mixup. What it learns must carry over to photographs, so each render then goes through some of what a
 camera and a face detector do to a real face (DigiFace-1M's lesson: alignment error, low
 resolution, blur, colour casts, occluders, sensor noise, JPEG blocks; see
 `synface_jax/generators/augment.py`). At the end it is scored on 1,200 pairs of identities it never
