@@ -96,25 +96,23 @@ def augment(key, images, options: Augment):
 def augment_one(key, x, options: Augment):
   """One image [H, W, 3] in [0, 1]. Each op draws from its own fold of `key`."""
   o = options
+  # (probability that the op fires, op). Alignment jitter and flip draw their own firing inside
+  # _align (either may fire alone), so it always runs when one of them is on.
   ops = (
-      ('align', o.align > 0 or o.flip > 0, _align),
-      ('low_res', o.low_res > 0, _low_res),
-      ('blur', o.blur > 0, _blur),
-      ('colour', o.colour > 0, _colour),
-      ('grayscale', o.grayscale > 0, lambda k, x, o: _grayscale(x)),
-      ('occlude', o.occlude > 0, _occlude),
-      ('noise', o.noise > 0, _noise),
-      ('jpeg', o.jpeg > 0, _jpeg),
+      (1.0 if o.align > 0 or o.flip > 0 else 0.0, _align),
+      (o.low_res, _low_res),
+      (o.blur, _blur),
+      (o.colour, _colour),
+      (o.grayscale, lambda k, x, o: _grayscale(x)),
+      (o.occlude, _occlude),
+      (o.noise, _noise),
+      (o.jpeg, _jpeg),
   )
-  for index, (name, active, op) in enumerate(ops):
-    if not active:  # Static: ops switched off are not even traced.
+  for index, (p, op) in enumerate(ops):
+    if p <= 0:  # Static: ops switched off are not even traced.
       continue
     k_apply, k_op = jax.random.split(jax.random.fold_in(key, index))
-    if name == 'align':  # Applies when either the jitter or the flip fires (drawn inside).
-      x = op(k_op, x, o)
-      continue
-    fire = jax.random.bernoulli(k_apply, getattr(o, name))
-    x = jnp.where(fire, op(k_op, x, o), x)
+    x = op(k_op, x, o) if p >= 1 else jnp.where(jax.random.bernoulli(k_apply, p), op(k_op, x, o), x)
   return jnp.clip(x, 0.0, 1.0)
 
 
