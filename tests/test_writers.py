@@ -27,14 +27,19 @@ def test_event_file_has_scalars_images_histograms_and_numeric_hparams(tmp_path):
   assert [(e.step, e.value) for e in acc.Scalars('train/loss')] == [(3, 1.5), (6, 0.75)]
   assert acc.Scalars('train/accuracy')[0].value == 0.25
   assert acc.Images('batch')[0].step == 6 and acc.Histograms('cos')[0].step == 6
-  from tensorboard.plugins.hparams import plugin_data_pb2
-  content = acc.PluginTagToContent('hparams')['_hparams_/session_start_info']
-  hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+  hparams = _hparams(acc)
   assert hparams['optim.batch_size'].number_value == 64
   assert hparams['optim.learning_rate'].number_value == 0.5
   assert hparams['im.enabled'].bool_value is True
   assert hparams['regime'].string_value == 'synthetic'
   assert hparams['model.input_size'].string_value == '(112, 96)'
+
+
+def _hparams(acc):
+  """The hparams an event file's session-start record holds, by name."""
+  from tensorboard.plugins.hparams import plugin_data_pb2
+  content = acc.PluginTagToContent('hparams')['_hparams_/session_start_info']
+  return plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
 
 
 def test_just_logging_writes_no_files(tmp_path):
@@ -108,9 +113,7 @@ def run(tmp_path_factory):
 
 def test_run_writes_numeric_hparams_and_the_batch_it_trained_on(run):
   workdir, acc = run
-  from tensorboard.plugins.hparams import plugin_data_pb2
-  content = acc.PluginTagToContent('hparams')['_hparams_/session_start_info']
-  hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+  hparams = _hparams(acc)
   assert hparams['optim.batch_size'].number_value == 8
   assert hparams['model.width'].number_value == 0.0625
   assert hparams['im.enabled'].bool_value is True
