@@ -28,14 +28,17 @@ if ! "${tpu[@]}" describe "$TPU_NAME" --zone="$ZONE" >/dev/null 2>&1; then
 fi
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
+# The jax release the project is tested with (constraints.txt), with its TPU runtime.
+jax_version="$(sed -n 's/^jax==//p' "$repo/constraints.txt")"
+[ -n "$jax_version" ] || { echo "tpu_pod.sh: no jax== line in $repo/constraints.txt" >&2; exit 2; }
 archive="$(mktemp -d)/synface_jax.tar.gz"
 git -C "$repo" archive --format=tar.gz -o "$archive" HEAD
 "${tpu[@]}" scp "$archive" "$TPU_NAME":~/synface_jax.tar.gz --zone="$ZONE" --worker=all
 "${tpu[@]}" ssh "$TPU_NAME" --zone="$ZONE" --worker=all --command="
   set -e; mkdir -p ~/synface_jax && tar -xzf ~/synface_jax.tar.gz -C ~/synface_jax && cd ~/synface_jax
-  pip install -q 'jax[tpu]' -e ."
+  pip install -q 'jax[tpu]==$jax_version' -e ."
 
-args=$(printf ' %q' "$@")
+# Every value reaches the workers' shell quoted (%q): spaces, quotes and * stay as they are.
+args=$(printf ' %q' --config="$CONFIG" --workdir="$WORKDIR" "$@")
 "${tpu[@]}" ssh "$TPU_NAME" --zone="$ZONE" --worker=all --command="
-  cd ~/synface_jax && python -m synface_jax.main --distributed --config='$CONFIG' \
-    --workdir='$WORKDIR' $args"
+  cd ~/synface_jax && python -m synface_jax.main --distributed$args"

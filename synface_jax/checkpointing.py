@@ -1,9 +1,12 @@
 """What keeps a training run safe on disk: the workdir lock, checkpoints that are verified before
 they are trusted, and a clean stop on SIGTERM / SIGINT.
 
+* `workdir_path`: a workdir as an `etils.epath.Path`, so that `gs://` (and s3://, az://) workdirs
+  are written through their filesystem and never become a local `./gs:/...` folder.
 * `WorkdirLock`: one run per workdir. The lock is an `fcntl.flock` on `WORKDIR/.lock`, which the
   kernel releases when its process ends, however it ends, so a run killed with SIGKILL never leaves
-  a lock behind; the file holds the owner's host and pid for the error message.
+  a lock behind; the file holds the owner's host and pid for the error message. Object stores
+  have no such lock: a remote workdir is not locked (a warning says so).
 * `restore_latest`: the newest checkpoint that restores and holds only finite values; damaged or
   non-finite newer ones are moved aside to `checkpoints/STEP.unusable-N` (never deleted) with a
   warning naming them, so that the run continues from the last good state and can save again.
@@ -14,12 +17,14 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import signal
 import socket
 import threading
 from typing import Any, List, Optional, Tuple
 
 from absl import logging
+from etils import epath
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -48,16 +53,42 @@ def _all_finite(leaves):
   return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves]))
 
 
+REMOTE_SCHEMES = ('gs', 's3', 'az', 'hf')  # The URL schemes etils.epath reads and writes.
+
+
+def is_remote(path) -> bool:
+  """True for a URL of a remote filesystem (gs://bucket/run), False for a local path."""
+  return os.fspath(path).split('://', 1)[0] in REMOTE_SCHEMES and '://' in os.fspath(path)
+
+
+def workdir_path(path) -> epath.Path:
+  """`path` as an epath.Path: a remote URL as it is, a local path made absolute.
+
+  Raises ValueError for a URL of a scheme epath cannot write (it would become a local folder).
+  """
+  text = os.fspath(path)
+  if is_remote(text):
+    return epath.Path(text)
+  if re.match(r'^[A-Za-z][A-Za-z0-9+.-]*://', text):
+    raise ValueError(f'{text}: unsupported filesystem {text.split("://")[0]}://; a workdir is a '
+                     f'local path or a {", ".join(s + "://" for s in REMOTE_SCHEMES)} URL')
+  return epath.Path(os.path.abspath(text))
+
+
 class WorkdirLock:
   """An exclusive lock on a workdir for the life of a run (see the module docstring)."""
 
   def __init__(self, workdir: str, enabled: bool = True):
-    self.path = os.path.join(workdir, '.lock')
+    self.path = os.path.join(os.fspath(workdir), '.lock')
     self.enabled = enabled
     self._fd: Optional[int] = None
 
   def __enter__(self):
     if not self.enabled:
+      return self
+    if is_remote(self.path):
+      logging.warning('%s is on an object store, where no lock is possible: make sure no other '
+                      'training uses this workdir', os.path.dirname(self.path))
       return self
     os.makedirs(os.path.dirname(self.path) or '.', exist_ok=True)
     fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -116,11 +147,11 @@ def _set_aside(skipped, directory: str):
   if not skipped or jax.process_index() != 0:
     return
   for step, why in skipped:
-    source = os.path.join(directory, str(step))
+    source = epath.Path(directory) / str(step)
     n = 0
-    while os.path.exists(f'{source}.unusable-{n}'):
+    while source.with_name(f'{step}.unusable-{n}').exists():
       n += 1
-    os.rename(source, f'{source}.unusable-{n}')
+    source.rename(source.with_name(f'{step}.unusable-{n}'))
     logging.warning('Checkpoint %s %s; moved to %s.unusable-%d and resumed from an older one',
                     source, why, source, n)
 

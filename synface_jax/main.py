@@ -65,7 +65,11 @@ def main(argv):
     tf.config.set_visible_devices([], 'GPU')
   logging.info('JAX process %d / %d, devices: %s', jax.process_index(), jax.process_count(),
                jax.devices())
-  os.makedirs(FLAGS.workdir, exist_ok=True)
+  try:
+    workdir = checkpointing.workdir_path(FLAGS.workdir)  # gs://... stays a bucket path.
+    workdir.mkdir(parents=True, exist_ok=True)
+  except (ValueError, OSError) as e:
+    _fail(f'--workdir: {e}', 2)
   try:
     summary = train.train_and_evaluate(config, FLAGS.workdir)
   except checkpointing.WorkdirBusyError as e:
@@ -76,9 +80,8 @@ def main(argv):
     logging.debug('traceback', exc_info=True)
     _fail(str(e), 2)
   if jax.process_index() == 0:
-    path = os.path.join(FLAGS.workdir, 'results.json')
-    with open(path, 'w') as f:
-      json.dump(summary, f, indent=2, sort_keys=True)
+    path = workdir / 'results.json'
+    path.write_text(json.dumps(summary, indent=2, sort_keys=True))
     print(f'results: {path}')
     print(summary_line(summary))
 

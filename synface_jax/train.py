@@ -436,7 +436,7 @@ def _train_and_evaluate(config, workdir, stop, devices) -> dict:
   state = init_state(model, tx, num_classes, jax.random.key(config.seed), mesh,
                      tuple(config.model.input_size), config.mesh.head_on_data)
 
-  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  directory = checkpointing.workdir_path(workdir) / 'checkpoints'  # gs:// stays gs://.
   # Asked every step: saves every checkpoint_every_steps, and when orbax sees a preemption notice.
   policy = ocp.checkpoint_managers.AnySavePolicy([
       ocp.checkpoint_managers.FixedIntervalPolicy(config.checkpoint_every_steps),
@@ -565,8 +565,8 @@ def compilation_cache(config: ml_collections.ConfigDict, workdir: str) -> str | 
     jax.config.update('jax_enable_compilation_cache', False)
     logging.info('JAX compilation cache: off')
     return None
-  path = path or jax.config.jax_compilation_cache_dir or os.path.join(
-      os.path.abspath(workdir), '.jax_cache')
+  path = path or jax.config.jax_compilation_cache_dir or os.fspath(
+      checkpointing.workdir_path(workdir) / '.jax_cache')
   jax.config.update('jax_enable_compilation_cache', True)
   jax.config.update('jax_compilation_cache_dir', path)
   logging.info('JAX compilation cache: %s', path)
@@ -608,7 +608,7 @@ class _Profiler:
     if steps and (len(steps) != 2 or not 0 < steps[0] <= steps[1]):
       raise ValueError(f'profile_steps={steps}: expected (first, last) step numbers, first <= last')
     self.first, self.last = steps or (None, None)
-    self.directory = os.path.join(os.path.abspath(workdir), 'profile')
+    self.directory = os.fspath(checkpointing.workdir_path(workdir) / 'profile')
     self.active = False
 
   def before(self, step: int) -> None:

@@ -230,17 +230,17 @@ def generator_config(checkpoint: str, config_spec: str = '', input_size=None, ov
     if config is None or 'generator' not in config:
       raise ValueError(f'{config_spec}: the config has no generator field')
     return config, config_spec
-  path = os.path.abspath(os.fspath(checkpoint))
-  for folder in (path, os.path.dirname(path)):
-    stored = os.path.join(folder, 'config.json')
-    if os.path.isfile(stored):
+  from synface_jax.checkpointing import workdir_path
+  path = workdir_path(checkpoint)
+  for folder in (path, path.parent):
+    stored = folder / 'config.json'
+    if stored.is_file():
       try:
-        with open(stored) as f:
-          config = ml_collections.ConfigDict(json.load(f))
+        config = ml_collections.ConfigDict(json.loads(stored.read_text()))
       except (OSError, ValueError) as e:
         raise ValueError(f'{stored}: not a readable config ({e})') from None
       if 'generator' in config:
-        return config, stored
+        return config, os.fspath(stored)
   config = config_lib.base_config()
   if input_size is not None:
     config.model.input_size = tuple(input_size)

@@ -14,11 +14,12 @@ CHECKPOINTS_SUBDIR = 'checkpoints'
 
 def checkpoint_dir(path) -> str:
   """The CheckpointManager directory: `path`, or `path`/checkpoints in a training workdir."""
-  path = os.path.abspath(os.fspath(path))
-  if not os.path.isdir(path):
+  from synface_jax.checkpointing import workdir_path
+  path = workdir_path(path)  # Local (made absolute) or gs://.
+  if not path.is_dir():
     raise FileNotFoundError(f'checkpoint directory {path} does not exist')
-  nested = os.path.join(path, CHECKPOINTS_SUBDIR)
-  return nested if os.path.isdir(nested) else path
+  nested = path / CHECKPOINTS_SUBDIR
+  return os.fspath(nested if nested.is_dir() else path)
 
 
 def load_backbone(path, step=None):

@@ -14,6 +14,7 @@ import json
 import math
 import os
 
+from etils import epath
 import numpy as np
 
 from synface_jax.models.iresnet import (ARCHS, STAGE_CHANNELS, STEM_CHANNELS, TOTAL_STRIDE, iresnet,
@@ -59,23 +60,22 @@ class ModelSpec:
 
   def write(self, directory) -> str:
     """Writes DIRECTORY/model.json (atomically) and returns its path."""
-    path = os.path.join(os.fspath(directory), FILENAME)
-    os.makedirs(os.fspath(directory), exist_ok=True)
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-      f.write(self.to_json())
-    os.replace(tmp, path)
-    return path
+    directory = epath.Path(directory)  # A local folder or a gs:// one.
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / FILENAME
+    tmp = directory / f'{FILENAME}.tmp{os.getpid()}'
+    tmp.write_text(self.to_json())
+    tmp.replace(path)
+    return os.fspath(path)
 
 
 def read_spec(directory) -> ModelSpec | None:
   """The ModelSpec in DIRECTORY/model.json, None when there is none; errors name the file."""
-  path = os.path.join(os.fspath(directory), FILENAME)
-  if not os.path.exists(path):
+  path = epath.Path(directory) / FILENAME
+  if not path.exists():
     return None
   try:
-    with open(path) as f:
-      fields = json.load(f)
+    fields = json.loads(path.read_text())
     known = {f.name for f in dataclasses.fields(ModelSpec)}
     return ModelSpec(**{k: v for k, v in fields.items() if k in known})
   except (OSError, ValueError, TypeError) as e:
