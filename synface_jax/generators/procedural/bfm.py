@@ -7,6 +7,7 @@ MATLAB writes them). Bases with fewer columns are padded with zeros, extra colum
 Texture is in 0..255. The shape is re-centred on its mean vertex. The file is read with
 `scipy.io.loadmat` (MATLAB v4 to v7.2); v7.3 files are HDF5 and are read with h5py when installed.
 """
+import os
 from typing import NamedTuple
 
 import jax.numpy as jnp
@@ -35,11 +36,181 @@ def _read_hdf5(path) -> dict:
             if isinstance(item, h5py.Dataset) and item.dtype.kind in 'fiu'}
 
 
+MAX_VARIABLE_BYTES = 1 << 30  # One variable of a .mat file, inflated (BFM's largest: ~70 MB).
+_MI_INT8, _MI_INT32, _MI_UINT32, _MI_MATRIX, _MI_COMPRESSED = 1, 5, 6, 14, 15
+_MI_ITEMSIZE = {1: 1, 2: 1, 3: 2, 4: 2, 5: 4, 6: 4, 7: 4, 9: 8, 12: 8, 13: 8}  # Numeric types.
+_NUMERIC_CLASSES = range(6, 16)  # mxDOUBLE_CLASS .. mxUINT64_CLASS.
+_COMPLEX_FLAG = 0x800
+_INFLATE_CHUNK = 1 << 20
+
+
+def check_mat(f, path) -> None:
+  """Checks the whole structure of a MATLAB v5 file (or v4) before scipy reads it, since scipy's
+  reader trusts it (a wrong type code in a crafted file crashes the process).
+
+  Only numeric arrays are accepted (what a BFM holds): MatFileError for any other variable class,
+  an unknown data type, a negative dimension, data whose size does not match the dimensions, an
+  element past the end of the file, a variable above MAX_VARIABLE_BYTES, and compressed data that
+  inflates past the size it declares (a deflate bomb). v7.3 (HDF5) files are left to h5py.
+  """
+  import struct
+
+  def bad(why):
+    raise MatFileError(f'{path}: not a readable MATLAB .mat file ({why})')
+
+  size = os.fstat(f.fileno()).st_size
+  f.seek(0)
+  header = f.read(128)
+  if header[:8] == _HDF5 or (size > 520 and _hdf5_at_512(f)):
+    f.seek(0)
+    return
+  if len(header) == 128 and header[126:128] in (b'IM', b'MI'):
+    order = '<' if header[126:128] == b'IM' else '>'
+    offset = 128
+    while offset < size:
+      f.seek(offset)
+      tag = f.read(8)
+      if len(tag) < 8:
+        bad(f'element at byte {offset} is cut short')
+      kind, nbytes = struct.unpack(order + 'II', tag)
+      if kind >> 16:
+        bad(f'element at byte {offset} is not a variable')
+      if nbytes > size - offset - 8:
+        bad(f'element at byte {offset} declares {nbytes} bytes, past the end of the file')
+      if kind == _MI_COMPRESSED:
+        _check_matrix(_inflate(f, nbytes, order, offset, bad), order, offset, bad)
+      elif kind == _MI_MATRIX:
+        if nbytes > MAX_VARIABLE_BYTES:
+          bad(f'element at byte {offset} declares {nbytes} bytes, above the '
+              f'{MAX_VARIABLE_BYTES} a variable may have')
+        _check_matrix(tag + f.read(nbytes), order, offset, bad)
+      else:
+        bad(f'element at byte {offset} has data type {kind}, not a variable')
+      offset += 8 + nbytes + (0 if kind == _MI_COMPRESSED else -nbytes % 8)
+  else:  # MATLAB v4: records of (type MOPT, rows, columns, imaginary, name length) + data.
+    offset = 0
+    while offset < size:
+      f.seek(offset)
+      head = f.read(20)
+      if len(head) < 20:
+        bad(f'record at byte {offset} is cut short')
+      order = '<' if 0 <= struct.unpack('<i', head[:4])[0] < 5000 else '>'
+      mopt, rows, cols, imag, namelen = struct.unpack(order + '5i', head)
+      o, p, t = mopt // 100 % 10, mopt // 10 % 10, mopt % 10
+      if not (0 <= mopt < 2000 and o == 0 and p <= 5 and t == 0 and rows >= 0 and cols >= 0
+              and 0 < namelen <= 4096 and imag in (0, 1)):
+        bad(f'record at byte {offset} has a bad header (type {mopt}, {rows}x{cols}, '
+            f'name length {namelen}); only full numeric matrices are read')
+      data = rows * cols * (8, 4, 4, 2, 2, 1)[p] * (2 if imag else 1)
+      if data > MAX_VARIABLE_BYTES or namelen + data > size - offset - 20:
+        bad(f'record at byte {offset} declares {rows}x{cols} values, more than the file holds')
+      offset += 20 + namelen + data
+  f.seek(0)
+
+
+_HDF5 = b'\x89HDF\r\n\x1a\n'
+
+
+def _hdf5_at_512(f) -> bool:
+  f.seek(512)
+  return f.read(8) == _HDF5
+
+
+def _inflate(f, nbytes, order, offset, bad) -> bytes:
+  """The inflated content of one compressed element, never inflating past the size its inner tag
+  declares (nor past MAX_VARIABLE_BYTES)."""
+  import struct
+  import zlib
+  f.seek(offset + 8)
+  inflater = zlib.decompressobj()
+  parts, total, remaining = [], 0, nbytes
+  limit = None  # The size the inner tag declares, once its 8 bytes are out.
+  try:
+    while not inflater.eof and (remaining or inflater.unconsumed_tail):
+      data = inflater.unconsumed_tail
+      if not data:
+        data = f.read(min(remaining, _INFLATE_CHUNK))
+        remaining -= len(data)
+        if not data:
+          break
+      out = inflater.decompress(data, _INFLATE_CHUNK)
+      parts.append(out)
+      total += len(out)
+      if limit is None and total >= 8:
+        kind, inner = struct.unpack(order + 'II', b''.join(parts)[:8])
+        if kind >> 16 or inner > MAX_VARIABLE_BYTES:
+          bad(f'compressed element at byte {offset} declares {inner} bytes, above the '
+              f'{MAX_VARIABLE_BYTES} a variable may have')
+        limit = 8 + inner + (-inner % 8)
+      if total > (limit or _INFLATE_CHUNK):
+        bad(f'compressed element at byte {offset} inflates past the {limit} bytes it declares')
+  except zlib.error as e:
+    bad(f'compressed element at byte {offset}: {e}')
+  if not inflater.eof:
+    bad(f'compressed element at byte {offset} is cut short')
+  return b''.join(parts)
+
+
+def _check_matrix(element, order, offset, bad):
+  """A miMATRIX element (tag included) holds one numeric array whose parts match its dimensions."""
+  import struct
+  if len(element) < 8:
+    bad(f'variable at byte {offset} is cut short')
+  kind, nbytes = struct.unpack_from(order + 'II', element)
+  if kind != _MI_MATRIX or nbytes > len(element) - 8:
+    bad(f'variable at byte {offset} is not a complete matrix')
+  view = memoryview(element)[8:8 + nbytes]
+  subs, pos = [], 0
+  while pos + 8 <= len(view) and len(subs) < 6:
+    sub_kind, length = struct.unpack_from(order + 'II', view, pos)
+    if sub_kind >> 16:  # A small element: up to 4 bytes inside its tag.
+      sub_kind, length = sub_kind & 0xFFFF, sub_kind >> 16
+      if length > 4:
+        bad(f'variable at byte {offset} has a malformed small element')
+      subs.append((sub_kind, view[pos + 4:pos + 4 + length]))
+      pos += 8
+      continue
+    if length > len(view) - pos - 8:
+      bad(f'variable at byte {offset}: a part declares {length} bytes, more than it holds')
+    subs.append((sub_kind, view[pos + 8:pos + 8 + length]))
+    pos += 8 + length + (-length % 8)
+  if len(subs) < 4 or subs[0][0] != _MI_UINT32 or len(subs[0][1]) != 8:
+    bad(f'variable at byte {offset} lacks its flags, dimensions, name or data')
+  flags = struct.unpack_from(order + 'I', subs[0][1])[0]
+  array_class = flags & 0xFF
+  if array_class not in _NUMERIC_CLASSES:
+    bad(f'variable at byte {offset} is of MATLAB class {array_class}; only numeric arrays '
+        'are read')
+  dims_kind, dims_data = subs[1]
+  if dims_kind != _MI_INT32 or len(dims_data) < 8 or len(dims_data) % 4:
+    bad(f'variable at byte {offset} has malformed dimensions')
+  dims = struct.unpack(order + f'{len(dims_data) // 4}i', dims_data)
+  if any(d < 0 for d in dims):
+    bad(f'variable at byte {offset} has a negative dimension {list(dims)}')
+  if subs[2][0] != _MI_INT8:
+    bad(f'variable at byte {offset} has a malformed name')
+  count = 1
+  for d in dims:
+    count *= d
+  parts = subs[3:]
+  if len(parts) != (2 if flags & _COMPLEX_FLAG else 1):
+    bad(f'variable at byte {offset} has {len(parts)} data parts')
+  for part_kind, data in parts:
+    itemsize = _MI_ITEMSIZE.get(part_kind)
+    if itemsize is None:
+      bad(f'variable at byte {offset} has data of unknown type {part_kind}')
+    if len(data) != count * itemsize:
+      bad(f'variable at byte {offset}: dimensions {list(dims)} need {count * itemsize} bytes '
+          f'of type {part_kind}, it holds {len(data)}')
+
+
 def read_mat(path) -> dict:
   """The real numeric matrices of a .mat file by variable name (MATLAB shapes); other variables
-  (cells, structs, strings, complex or sparse arrays) are left out."""
+  (cells, structs, strings, complex or sparse arrays) are left out. The file's elements are
+  checked first (`check_mat`)."""
   import scipy.io
   with open(path, 'rb') as f:  # A missing file raises FileNotFoundError here.
+    check_mat(f, path)
     try:
       fields = scipy.io.loadmat(f)
     except NotImplementedError:  # scipy's answer to v7.3.
