@@ -58,6 +58,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.real.zoom_crop = 0.0          # Probability of a random zoom-crop (SynFace: 0.5).
   c.real.zoom = 112 / 96          # Its zoom factor (SynFace's Resize(112) + RandomCrop(112x96)).
   c.real.random_erasing = 0.0     # Probability of random erasing (SynFace: 0.5).
+  c.real.max_skipped_fraction = 0.01  # Unusable images (corrupt, truncated) above it stop the run.
 
   # Synthetic identities rendered online inside the train step.
   c.synthetic = ml_collections.ConfigDict()
@@ -230,7 +231,24 @@ def validate(c: ml_collections.ConfigDict) -> None:
     need(0.0 <= c.real.zoom_crop <= 1.0, 'real.zoom_crop', 'is a probability, in [0, 1]')
     need(c.real.zoom >= 1.0, 'real.zoom', 'must be >= 1 (a zoom in)')
     need(0.0 <= c.real.random_erasing <= 1.0, 'real.random_erasing', 'is a probability, in [0, 1]')
+    need(0.0 <= c.real.max_skipped_fraction <= 1.0, 'real.max_skipped_fraction',
+         'is a fraction of the images, in [0, 1]')
   if uses_syn:
+    from synface_jax import generators  # pylint: disable=g-import-not-at-top
+    known = generators.names()
+    need(c.generator.name in known, 'generator.name', f'is not a known generator; choose one of '
+         f'{known}')
+    if c.generator.name == 'discofacegan':
+      g = c.generator.discofacegan
+      need(g.checkpoint is not None or g.preset is not None, 'generator.discofacegan.checkpoint',
+           'DiscoFaceGAN needs a converted checkpoint directory (python -m '
+           'synface_jax.generators.discofacegan.convert)')
+      need(g.checkpoint is None or os.path.isdir(g.checkpoint), 'generator.discofacegan.checkpoint',
+           'is not a directory')
+    if c.generator.name == 'procedural':
+      bfm_path = c.generator.procedural.bfm_path
+      need(bfm_path is None or os.path.isfile(bfm_path), 'generator.procedural.bfm_path',
+           'is not a file')
     need(c.synthetic.num_identities >= 2, 'synthetic.num_identities', 'must be >= 2')
     need(c.synthetic.images_per_identity >= 0, 'synthetic.images_per_identity', 'must be >= 0')
     augment.Augment.from_config(c.synthetic.augment).check()

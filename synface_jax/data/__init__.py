@@ -114,6 +114,7 @@ def real_dataset(config: ml_collections.ConfigDict, mesh) -> RealData:
                                   jax.process_count())
   pipeline.data_source(builder)  # Readable by index, or a clear error now.
   info = labels.read(builder)
+  check_skipped(builder.info.metadata or {}, len(info.labels), r.path, r.max_skipped_fraction)
   chosen = select.select(info.labels, info.num_classes, r.num_identities, r.images_per_identity,
                          info.partners, source=r.path)
   classes_used = len(np.unique(info.labels[chosen.indices])) if len(chosen.indices) else 0
@@ -122,3 +123,27 @@ def real_dataset(config: ml_collections.ConfigDict, mesh) -> RealData:
                      f'{classes_used} identities; need at least 2 identities')
   return RealData(config, mesh, builder, kind, chosen.indices, chosen.num_classes,
                   soft=info.partners is not None)
+
+
+NOT_IMAGES = ('not an image file', 'empty identity folder')  # Skipped, but never an image lost.
+
+
+def check_skipped(metadata: dict, kept: int, path: str, limit: float) -> None:
+  """ValueError when more than `limit` of the images the source holds could not be used (corrupt,
+  truncated or unreadable files and records, per the prepared dataset's report); counts and
+  reasons in the message. Files that are not images and empty folders do not count."""
+  lost = [f for f in metadata.get('skipped_files', [])
+          if not str(f.get('reason', '')).startswith(NOT_IMAGES)]
+  total = kept + len(lost)
+  if not lost or len(lost) <= limit * total:
+    return
+  reasons = {}
+  for f in lost:
+    head = str(f.get('reason', '')).split(':')[0]
+    reasons[head] = reasons.get(head, 0) + 1
+  why = ', '.join(f'{n} {reason}' for reason, n in sorted(reasons.items(), key=lambda x: -x[1]))
+  raise ValueError(
+      f'real.path={path!r}: {len(lost)} of {total} images could not be used '
+      f'({len(lost) / total:.1%} > real.max_skipped_fraction={limit:g}: {why}); repair the '
+      f'source (python -m synface_jax.data stats {path} lists them) or raise '
+      f'real.max_skipped_fraction')

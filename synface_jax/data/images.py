@@ -7,6 +7,8 @@ shell tools uses Pillow, as the golden files do.
 """
 import dataclasses
 import io
+import os
+import stat
 import warnings
 
 import numpy as np
@@ -77,7 +79,7 @@ def check_image(data: bytes, size: tuple | None = None) -> tuple[bytes, str | No
         raise BadImage(f'wrong size: {hw[0]}x{hw[1]}, the set is {size[0]}x{size[1]}')
       if fmt in KEPT_FORMATS and mode == 'RGB':
         return data, None, hw
-      rgb = im.convert('RGB')
+      rgb = to_rgb(im)
   except BadImage:
     raise
   except Exception as e:  # Pillow raises many types for damaged files.
@@ -85,6 +87,35 @@ def check_image(data: bytes, size: tuple | None = None) -> tuple[bytes, str | No
   buffer = io.BytesIO()
   rgb.save(buffer, 'PNG')
   return buffer.getvalue(), f'{fmt} {mode} stored as RGB PNG', hw
+
+
+def to_rgb(im):
+  """An RGB Pillow image of `im`; 16-bit grey (modes I;16*, and I holding 16-bit values) is scaled
+  to 8 bits (v * 255 / 65535, rounded) where Pillow's own conversion clips it at 255."""
+  from PIL import Image
+  if im.mode.startswith('I;16') or im.mode == 'I':
+    grey = np.asarray(im).astype(np.float64)
+    grey = np.clip(np.rint(grey * (255 / 65535)), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey, 'L').convert('RGB')
+  return im.convert('RGB')
+
+
+def read_file(path: str) -> bytes:
+  """The bytes of the regular file at `path`; BadImage when it cannot be read or is not a regular
+  file (a FIFO, socket, device or folder named like an image: never waited on)."""
+  try:
+    fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0))
+  except OSError as e:
+    raise BadImage(f'cannot read: {e.strerror}') from None
+  try:
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+      raise BadImage('not a regular file')
+    with os.fdopen(os.dup(fd), 'rb') as f:
+      return f.read()
+  except OSError as e:
+    raise BadImage(f'cannot read: {e.strerror}') from None
+  finally:
+    os.close(fd)
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
@@ -101,7 +132,7 @@ def decode(data: bytes) -> np.ndarray:
   """uint8 [H, W, 3] RGB pixels of an encoded image (Pillow)."""
   from PIL import Image
   with Image.open(io.BytesIO(data)) as im:
-    return np.asarray(im.convert('RGB'))
+    return np.asarray(to_rgb(im))
 
 
 def encode_jpeg(pixels: np.ndarray, quality: int = 95) -> bytes:

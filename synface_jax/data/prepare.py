@@ -37,7 +37,7 @@ def _source_files(path: str):
             yield _stat_line(other, os.path.basename(other))
       continue
     base = len(os.path.abspath(p).rstrip(os.sep).split(os.sep))
-    for root, dirs, files in os.walk(p):
+    for root, dirs, files in os.walk(p, followlinks=True):  # Symlinked identity folders too.
       depth = len(os.path.abspath(root).rstrip(os.sep).split(os.sep)) - base
       dirs.sort()
       if depth >= FINGERPRINT_DEPTH:
@@ -47,7 +47,11 @@ def _source_files(path: str):
 
 
 def _stat_line(path: str, name: str) -> str:
-  st = os.stat(path)
+  """Name, size and time of the file (of a symlink's target); a dangling symlink as such."""
+  try:
+    st = os.stat(path)
+  except OSError:
+    return f'{name}\tunreadable\n'
   return f'{name}\t{st.st_size}\t{st.st_mtime_ns}\n'
 
 

@@ -69,9 +69,8 @@ def list_folders(root: str, soft: bool = False, size=None) -> FolderSet:
 
 def _read(path: str) -> bytes:
   try:
-    with open(path, 'rb') as f:
-      return f.read()
-  except OSError:
+    return images.read_file(path)
+  except images.BadImage:  # Reported when the examples are read.
     return b''
 
 
@@ -128,13 +127,7 @@ def _example(fs: FolderSet, position: int, folder: str, name: str, rel: str) -> 
              'label_weights': [parsed.weight, parsed.partner_weight]}
   path = os.path.join(fs.root, rel)
   try:
-    with open(path, 'rb') as f:
-      data = f.read()
-  except OSError as e:
-    fs.report.skip(rel, f'cannot read: {e.strerror}')
-    return None
-  try:
-    data, note, _ = images.check_image(data, fs.size)
+    data, note, _ = images.check_image(images.read_file(path), fs.size)
   except images.BadImage as e:
     fs.report.skip(rel, str(e))
     return None

@@ -67,11 +67,10 @@ def _lfw_stats(path: str) -> dict:
   files = sorted(set(paths1) | set(paths2))
   report = images.Report(path)
   for f in progress.iterate(files, f'stats {path}', len(files), unit='images'):
-    with open(f, 'rb') as fh:
-      try:
-        images.check_image(fh.read())
-      except images.BadImage as e:
-        report.skip(os.path.relpath(f, root), str(e))
+    try:
+      images.check_image(images.read_file(f))
+    except images.BadImage as e:
+      report.skip(os.path.relpath(f, root), str(e))
   identities = {os.path.basename(os.path.dirname(f)) for f in files}
   return {'pairs': int(len(issame)), 'same': int(issame.sum()), 'identities': len(identities),
           'images': len(files), **report.to_json()}

@@ -28,6 +28,14 @@ def register(name):
   return wrap
 
 
+def names() -> list:
+  """The names of the generator backends (the built-in ones and any registered since)."""
+  import importlib
+  for module in _BACKENDS:  # Backends register themselves on import.
+    importlib.import_module(module)
+  return sorted(_REGISTRY)
+
+
 def get_generator(config):
   """Builds the generator named by `config.name`.
 
@@ -44,9 +52,15 @@ def get_generator(config):
         f'generator.name={name!r} is not a known generator; choose one of {sorted(_REGISTRY)}')
   kwargs = {k: v for k, v in config.items() if k != 'name' and k not in _REGISTRY}
   kwargs.update(config.get(name) or {})
-  return _REGISTRY[name](**{k: v for k, v in kwargs.items() if v is not None})
+  kwargs = {k: v for k, v in kwargs.items() if v is not None}
+  source = kwargs.get('checkpoint') or kwargs.get('bfm_path')  # The files a backend reads.
+  if not source:
+    return _REGISTRY[name](**kwargs)
+  from synface_jax import file_errors  # pylint: disable=g-import-not-at-top
+  with file_errors.reading(source):  # A damaged file: one error naming it.
+    return _REGISTRY[name](**kwargs)
 
 
 _BACKENDS = ('synface_jax.generators.procedural', 'synface_jax.generators.discofacegan')
 
-__all__ = ['Factors', 'get_generator', 'register']
+__all__ = ['Factors', 'get_generator', 'names', 'register']
