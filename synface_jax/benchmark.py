@@ -14,6 +14,7 @@ blocking on the results; the machine's noise is yours to average out (use --step
 Nothing here imports TensorFlow.
 """
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -315,7 +316,14 @@ def main(argv=None):
     args.model_axis = args.model_axis or 1
   run = {'step': bench_step, 'mixup': bench_mixup, 'generate': bench_generate, 'head': bench_head,
          'input': bench_input, 'search': bench_search}
-  results = run[args.what](args)
+  from synface_jax import file_errors  # pylint: disable=g-import-not-at-top
+  files = ' and '.join(f for f in (args.data if args.what == 'input' else '',
+                                   args.generator_checkpoint) if f)
+  try:
+    with file_errors.reading(files) if files else contextlib.nullcontext():
+      results = run[args.what](args)
+  except (OSError, ValueError) as e:  # Bad --data or --generator-checkpoint, a wrong option.
+    file_errors.fail('benchmark', e)
   for result in results if isinstance(results, list) else [results]:
     for k, v in result.items():
       print(f'{k:>24}: {v}')

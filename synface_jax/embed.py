@@ -20,7 +20,6 @@ The model comes from DIR's model.json (written by training and by models.convert
 """
 import argparse
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -123,6 +122,11 @@ def load_inputs(path):
   return load_images(path), {}
 
 
+def _finite(variables) -> bool:
+  return all(np.isfinite(np.asarray(v)).all() for v in jax.tree.leaves(variables)
+             if np.issubdtype(np.asarray(v).dtype, np.inexact))
+
+
 def main(argv=None):
   from synface_jax.embedder import Embedder
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -139,21 +143,32 @@ def main(argv=None):
   parser.add_argument('--flip', action='store_true', help='add the flipped-image embedding')
   parser.add_argument('--batch', type=int, default=64, help='images per forward pass')
   args = parser.parse_args(argv)
+  from synface_jax import file_errors  # pylint: disable=g-import-not-at-top
   try:
-    images, extras = load_inputs(args.images)
-    variables, step = load_backbone(args.checkpoint)
-    # The images' size is the model's input size; arch and width come from model.json or flags.
-    spec = model_spec.resolve_spec(args.checkpoint, variables, arch=args.arch, width=args.width,
-                                   input_size=tuple(images.shape[1:3]))
+    with file_errors.reading(args.images):
+      images, extras = load_inputs(args.images)
+    with file_errors.reading(args.checkpoint):
+      variables, step = load_backbone(args.checkpoint)
+      # The images' size is the model's input size; arch and width come from model.json or flags.
+      spec = model_spec.resolve_spec(args.checkpoint, variables, arch=args.arch, width=args.width,
+                                     input_size=tuple(images.shape[1:3]))
+    if not _finite(variables):
+      raise ValueError(f'{args.checkpoint}: the weights of step {step} hold NaN or infinite '
+                       f'values; nothing written to {args.out}')
     embedder = Embedder(variables, spec, step=step, batch_size=args.batch, flip=args.flip,
                         normalize=False, source=args.checkpoint)
     embeddings = embedder(images, progress=f'embed {args.images}')
+    bad = int(np.size(embeddings) and (~np.isfinite(embeddings).all(axis=-1)).sum())
+    if bad:
+      raise ValueError(f'{args.images}: {bad} of {len(embeddings)} embeddings are NaN or '
+                       f'infinite (the images hold NaN or infinite values); nothing written to '
+                       f'{args.out}')
     if args.out.endswith('.npz'):
       np.savez(args.out, embeddings=embeddings, **extras)
     else:
       np.save(args.out, embeddings)
-  except (OSError, ValueError) as e:
-    sys.exit(f'embed: {e}')
+  except file_errors.FILE_ERRORS as e:
+    file_errors.fail('embed', e)
   kept = f' with {", ".join(extras)}' if extras and args.out.endswith('.npz') else ''
   dropped = (f' ({", ".join(extras)} not kept in a .npy: use --out X.npz)'
              if extras and not args.out.endswith('.npz') else '')

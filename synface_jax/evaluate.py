@@ -404,6 +404,20 @@ def _as_flag(value, path: str, index: int) -> bool:
   raise ValueError(f'{path}: issame flag {index} is {safe_pickle.describe(value)}, not a bool')
 
 
+def checked_issame(values, source: str) -> np.ndarray:
+  """issame [N] as bool from a stored array: bool, or integers that are all 0 or 1; ValueError
+  naming `source` for any other dtype (strings such as 'no', floats, objects) or for no pairs."""
+  values = np.asarray(values).reshape(-1)
+  if values.dtype != bool and not (np.issubdtype(values.dtype, np.integer)
+                                   and np.isin(values, (0, 1)).all()):
+    raise ValueError(f'{source}: issame is {values.dtype} '
+                     f'{values[:3].tolist() if values.dtype != object else "objects"}..., '
+                     'not bool (or 0/1 integers)')
+  if values.size == 0:
+    raise ValueError(f'{source}: the pair set holds no pairs')
+  return values.astype(bool)
+
+
 def decode_image(data: bytes, source: str) -> np.ndarray:
   """Decodes an encoded image to uint8 RGB [H, W, 3] with Pillow.
 
@@ -586,10 +600,14 @@ def load_pair_images(paths1: Sequence[str],
   if progress:
     from synface_jax import progress as progress_lib  # pylint: disable=g-import-not-at-top
     pairs = progress_lib.iterate(pairs, 'decode pair images', len(paths1), unit='pairs')
+  from synface_jax.data.images import BadImage, read_file  # pylint: disable=g-import-not-at-top
   for a, b in pairs:
     for path in (a, b):
-      with open(path, 'rb') as f:
-        images.append(decode_image(f.read(), os.fspath(path)))
+      try:
+        data = read_file(os.fspath(path))  # Never waits on a FIFO named like an image.
+      except BadImage as e:
+        raise ValueError(f'{os.fspath(path)}: {e}') from None
+      images.append(decode_image(data, os.fspath(path)))
   return _stack_images(images, 'pair images'), issame
 
 
@@ -868,7 +886,10 @@ def load_pair_embeddings(path: str, issame_path: str = '') -> Dict[str, np.ndarr
   if 'issame' not in data:
     raise UserError(f'{path}: interleaved embeddings without issame: give --issame FILE (the pair '
                     'pack .npz) or embed an .npz that holds issame')
-  issame = np.asarray(data['issame']).reshape(-1)
+  try:
+    issame = checked_issame(data['issame'], issame_path or path)
+  except ValueError as e:
+    raise UserError(str(e)) from None
   if interleaved.ndim != 2 or interleaved.shape[0] != 2 * issame.size:
     raise UserError(f'{path}: {interleaved.shape} embeddings for {issame.size} pairs; expected '
                     f'[{2 * issame.size}, D], rows 2k and 2k + 1 forming pair k')
@@ -877,7 +898,14 @@ def load_pair_embeddings(path: str, issame_path: str = '') -> Dict[str, np.ndarr
 
 def _cmd_pairs(args) -> None:
   """``pairs``: runs a protocol on stored embeddings and prints one JSON line."""
-  data = load_pair_embeddings(args.embeddings, args.issame)
+  from synface_jax import file_errors  # pylint: disable=g-import-not-at-top
+  try:
+    with file_errors.reading(args.embeddings):  # --issame's errors name it.
+      data = load_pair_embeddings(args.embeddings, args.issame)
+  except UserError:
+    raise
+  except file_errors.FILE_ERRORS as e:
+    raise UserError(str(e)) from e
   try:
     result = verify(data['embeddings1'], data['embeddings2'], data['issame'], args.protocol)
   except ValueError as e:
@@ -887,10 +915,12 @@ def _cmd_pairs(args) -> None:
 
 def _cmd_bin(args) -> None:
   """``bin``: decodes a ``.bin`` pack to an ``.npz`` with ``images`` and ``issame``."""
+  from synface_jax import file_errors  # pylint: disable=g-import-not-at-top
   try:
-    images, issame = load_bin(args.bin, progress=True)
-  except (OSError, ValueError, pickle.UnpicklingError) as e:
-    raise UserError(str(e) if args.bin in str(e) else f'{args.bin}: {e}') from e
+    with file_errors.reading(args.bin):
+      images, issame = load_bin(args.bin, progress=True)
+  except file_errors.FILE_ERRORS as e:
+    raise UserError(str(e)) from e
   try:
     np.savez(args.out, images=images, issame=issame)
   except OSError as e:
@@ -958,9 +988,11 @@ def _cmd_run(args) -> None:
   unknown = [p for p in args.protocols if p not in PROTOCOLS]
   if unknown or not args.protocols:
     raise UserError(f'run: --protocols {",".join(args.protocols)}: expected some of {PROTOCOLS}')
+  from synface_jax import file_errors  # pylint: disable=g-import-not-at-top
   try:
-    embedder = load_embedder(args.checkpoint, step=args.step, batch_size=args.batch,
-                             normalize=False, arch=args.arch, width=args.width)
+    with file_errors.reading(args.checkpoint):
+      embedder = load_embedder(args.checkpoint, step=args.step, batch_size=args.batch,
+                               normalize=False, arch=args.arch, width=args.width)
     renderer = None
     if any(s.split(':')[0] == 'synthetic' for s in args.sets + args.identification):
       config, origin = report.generator_config(args.checkpoint, args.config,
@@ -973,7 +1005,7 @@ def _cmd_run(args) -> None:
                renderer=renderer, protocols=tuple(args.protocols), far_targets=args.far,
                fpir_targets=args.fpir, distractor_fraction=args.distractors, seed=args.seed,
                checkpoint=args.checkpoint, log=lambda line: print(line, flush=True))
-  except (OSError, ValueError, pickle.UnpicklingError) as e:
+  except (OSError, ValueError, pickle.UnpicklingError) as e:  # Set files: named by sets.py.
     raise UserError(str(e)) from None
   print(f'report: {os.path.join(args.out, "report.md")}')
 
@@ -1048,12 +1080,12 @@ def main(argv=None) -> int:
   args.config_overrides = overrides
   if overrides and not getattr(args, 'config', ''):
     print(f'error: --config.{overrides[0]} needs --config FILE', file=sys.stderr)
-    return 1
+    return 2
   try:
     args.func(args)
   except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 1
+    print(f'error: {" ".join(str(e).split())}', file=sys.stderr)
+    return 2
   return 0
 
 

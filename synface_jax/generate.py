@@ -227,7 +227,11 @@ def main(argv=None):
     parser.error(str(e))
   if args.generator or args.option:
     config = with_generator(config, args.generator, args.option)
-  generator, pool = build(config)
+  from synface_jax import file_errors  # pylint: disable=g-import-not-at-top
+  try:
+    generator, pool = build(config)  # Reads the generator's files (BFM .mat, checkpoint).
+  except file_errors.FILE_ERRORS as e:
+    file_errors.fail('generate', e)
   params = generator.init(jax.random.PRNGKey(args.seed))
   key = jax.random.PRNGKey(args.seed + 1)
   if args.out:

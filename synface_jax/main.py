@@ -95,6 +95,16 @@ def summary_line(summary: dict) -> str:
   return 'final: ' + ', '.join(parts)
 
 
+def parse_flags(argv):
+  """absl's flag parsing, with a config file that cannot be loaded (missing, or raising when run)
+  and a bad flag or override ended as one line on stderr, exit status 2."""
+  try:
+    return FLAGS(argv)
+  except Exception as e:  # pylint: disable=broad-except  # What loading a config file raises.
+    print(f'error: {" ".join(str(e).split())}', file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
 def _fail(message: str, status: int):
   """One line on stderr (and in the log), no traceback, and the exit status."""
   logging.error('%s', message)
@@ -103,4 +113,4 @@ def _fail(message: str, status: int):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -405,7 +405,7 @@ class _NonFiniteGuard:
 def _train_and_evaluate(config, workdir, stop, devices) -> dict:
   # Imported here: the step above needs none of the loop's I/O (only real data needs TensorFlow).
   import orbax.checkpoint as ocp
-  from synface_jax import config as config_lib, data, generators, writers
+  from synface_jax import config as config_lib, data, file_errors, generators, writers
   from synface_jax.evaluate import PairEvaluator
   from synface_jax.models import model_spec
 
@@ -416,15 +416,18 @@ def _train_and_evaluate(config, workdir, stop, devices) -> dict:
   writer = writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   writer.write_hparams(_flatten(config.to_dict()))  # Numbers stay numbers; tuples become text.
 
-  real = data.real_dataset(config, mesh) if config.regime != 'synthetic' else None
+  generator = gen_params = None
+  if config.regime != 'real':  # Its files are read (and checked) before the real data is built.
+    generator = generators.get_generator(config.generator)
+    gen_params = generator.init(jax.random.key(config.seed + 2))
+  real = None
+  if config.regime != 'synthetic':
+    with file_errors.reading(config.real.path):  # A damaged source: one error naming it.
+      real = data.real_dataset(config, mesh)
   num_real = real.num_classes if real else 0
   num_real_images = real.num_images if real else 0
   num_syn = config.synthetic.num_identities if config.regime != 'real' else 0
   num_classes = num_syn + num_real
-  generator = gen_params = None
-  if config.regime != 'real':
-    generator = generators.get_generator(config.generator)
-    gen_params = generator.init(jax.random.key(config.seed + 2))
   model = create_model(config)
   # Pair sets are loaded (and checked) before anything compiles for training.
   evaluator = PairEvaluator(config, model, generator, gen_params) if config.eval.pairs else None

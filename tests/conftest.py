@@ -3,8 +3,10 @@
 Eight simulated CPU devices are requested before JAX is imported, so the sharding tests can build
 meshes; everything else runs on the first device.
 """
+import contextlib
 import os
 import pathlib
+import re
 import tempfile
 
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
@@ -50,3 +52,15 @@ def raw_embedder(variables, width=1 / 16):
   from synface_jax.models import iresnet
   apply = jax.jit(lambda v, x: iresnet('r18', width=width).apply(v, x, train=False))
   return lambda x: np.asarray(apply(variables, x), np.float64)
+
+
+@contextlib.contextmanager
+def exits_with_one_line(capsys, pattern):
+  """The command inside ends with SystemExit(2) and exactly one stderr line matching `pattern`
+  (no traceback)."""
+  capsys.readouterr()
+  with pytest.raises(SystemExit) as exit_info:
+    yield
+  err = capsys.readouterr().err.strip()
+  assert exit_info.value.code == 2, (exit_info.value.code, err)
+  assert len(err.splitlines()) == 1 and re.search(pattern, err), err

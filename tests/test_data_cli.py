@@ -23,7 +23,7 @@ def test_stats_prints_one_json_line_and_errors_exit_1(tmp_path):
   assert (line['kind'], line['identities'], line['images'], line['skipped']) == ('rec', 5, 20, 0)
   assert f'stats {rec}: 0/20 images' in proc.stderr  # Progress lines name the total.
   assert f'stats {rec}: 20/20 images (100.0%)' in proc.stderr
-  assert cli.main(['stats', str(tmp_path / 'missing')]) == 1
+  assert cli.main(['stats', str(tmp_path / 'missing')]) == 2
 
 
 def test_dump_and_build(tmp_path, capsys):

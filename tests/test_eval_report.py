@@ -175,16 +175,16 @@ def test_generator_config_sources(workdir, tmp_path):
 
 
 def test_cli_errors_name_the_input(workdir, tmp_path, capsys):
-  assert evaluate.main(['run', '--checkpoint', str(workdir[0]), '--out', str(tmp_path)]) == 1
+  assert evaluate.main(['run', '--checkpoint', str(workdir[0]), '--out', str(tmp_path)]) == 2
   assert '--sets' in capsys.readouterr().err
   assert evaluate.main(['run', '--checkpoint', str(workdir[0]), '--sets', 'nope.npz',
-                        '--out', str(tmp_path)]) == 1
+                        '--out', str(tmp_path)]) == 2
   assert 'nope.npz' in capsys.readouterr().err
   assert evaluate.main(['run', '--checkpoint', str(tmp_path / 'none'), '--sets', 'x.bin',
-                        '--out', str(tmp_path)]) == 1
+                        '--out', str(tmp_path)]) == 2
   assert 'none' in capsys.readouterr().err
   assert evaluate.main(['run', '--checkpoint', str(workdir[0]), '--sets', 'x.bin',
-                        '--protocols', 'lfw', '--out', str(tmp_path)]) == 1
+                        '--protocols', 'lfw', '--out', str(tmp_path)]) == 2
   assert 'protocols' in capsys.readouterr().err
 
 

@@ -2,7 +2,7 @@
 import json
 import os
 
-from conftest import reference_file
+from conftest import exits_with_one_line, reference_file
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -99,20 +99,20 @@ def test_flax_to_torch_inverts_the_import(tiny, tmp_path):
   assert int(exported['layer2.0.bn1.num_batches_tracked']) == 5
 
 
-def test_checkpoint_without_model_json(tiny, tmp_path):
+def test_checkpoint_without_model_json(tiny, tmp_path, capsys):
   root, _, variables = tiny
   bare = tmp_path / 'bare'
   convert.save_backbone(bare, variables)
   assert not os.path.exists(bare / model_spec.FILENAME)
   # Arch, width and embedding size are read off the weights; 112x96 is not square, so it is asked for.
-  with pytest.raises(SystemExit, match='give the input size'):
+  with exits_with_one_line(capsys, 'give the input size'):
     export.main(['--checkpoint', str(bare), '--to', 'pth', '--out', str(tmp_path / 'x.pth')])
   export.main(['--checkpoint', str(bare), '--to', 'pth', '--out', str(tmp_path / 'x.pth'),
                '--input-size', '112x96'])
   exported = convert.load_pth(tmp_path / 'x.pth')
   np.testing.assert_array_equal(exported['features.weight'], np.ones(512, np.float32))
   assert int(exported['bn1.num_batches_tracked']) == 0  # Step 0 of a bare checkpoint.
-  with pytest.raises(SystemExit, match='layer1_2.*missing from the checkpoint'):
+  with exits_with_one_line(capsys, 'layer1_2.*missing from the checkpoint'):
     export.main(['--checkpoint', str(bare), '--to', 'pth', '--out', str(tmp_path / 'y.pth'),
                  '--arch', 'r34', '--width', str(TINY), '--input-size', '112x96'])
 

@@ -5,7 +5,7 @@ import pickle
 import struct
 import zipfile
 
-from conftest import reference_file
+from conftest import exits_with_one_line, reference_file
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -243,9 +243,9 @@ def tiny_converted(tmp_path_factory):
   return root, convert.torch_to_flax(state_dict, 'r18', TINY, (112, 96))
 
 
-def test_convert_refuses_to_overwrite(tiny_converted):
+def test_convert_refuses_to_overwrite(tiny_converted, capsys):
   root, _ = tiny_converted
-  with pytest.raises(SystemExit, match='already holds checkpoints'):
+  with exits_with_one_line(capsys, 'already holds checkpoints'):
     convert.main(['--from-pth', str(root / 'backbone.pth'), '--arch', 'r18', '--width',
                   str(TINY), '--input-size', '112x96', '--out', str(root / 'ckpt')])
 
@@ -296,17 +296,17 @@ def test_embed_cli_with_and_without_flip(tiny_converted, tmp_path):
     (np.zeros((2, 112, 96, 1), np.uint8), 'channels'),
     (np.zeros((2, 112, 96, 3), np.int32), 'dtype'),
 ])
-def test_embed_rejects_bad_images(tiny_converted, tmp_path, array, problem):
+def test_embed_rejects_bad_images(tiny_converted, tmp_path, array, problem, capsys):
   root, _ = tiny_converted
   np.save(tmp_path / 'bad.npy', array)
-  with pytest.raises(SystemExit, match=rf'bad\.npy.*{problem}'):
+  with exits_with_one_line(capsys, rf'bad\.npy.*{problem}'):
     embed.main(['--checkpoint', str(root / 'ckpt'), '--arch', 'r18', '--images',
                 str(tmp_path / 'bad.npy'), '--out', str(tmp_path / 'y.npy')])
 
 
-def test_embed_rejects_checkpoint_of_another_arch(tiny_converted, tmp_path):
+def test_embed_rejects_checkpoint_of_another_arch(tiny_converted, tmp_path, capsys):
   root, _ = tiny_converted
   np.save(tmp_path / 'x.npy', np.zeros((1, 112, 96, 3), np.uint8))
-  with pytest.raises(SystemExit, match=r'ckpt.*layer1_2.*missing from the checkpoint'):
+  with exits_with_one_line(capsys, r'ckpt.*layer1_2.*missing from the checkpoint'):
     embed.main(['--checkpoint', str(root / 'ckpt'), '--arch', 'r34', '--width', str(TINY),
                 '--images', str(tmp_path / 'x.npy'), '--out', str(tmp_path / 'y.npy')])

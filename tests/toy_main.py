@@ -32,4 +32,4 @@ class NaNToy(RegisteredToy):
 
 
 if __name__ == '__main__':
-  app.run(main.main)
+  app.run(main.main, flags_parser=main.parse_flags)

@@ -14,7 +14,6 @@ import argparse
 import ast
 import json
 import os
-import pickle
 import sys
 import warnings
 
@@ -116,12 +115,14 @@ def main(argv=None) -> int:
   with warnings.catch_warnings():
     warnings.simplefilter('always')
     warnings.showwarning = _show_warning
+    from synface_jax import file_errors  # pylint: disable=g-import-not-at-top
     try:
-      result = command(args)
-    except (ValueError, OSError, pickle.UnpicklingError) as e:
+      with file_errors.reading(getattr(args, 'path', '') or ''):
+        result = command(args)
+    except file_errors.FILE_ERRORS as e:
       print(json.dumps({'kind': getattr(args, 'kind', None), 'path': getattr(args, 'path', None),
-                        'error': str(e)}), flush=True)
-      return 1
+                        'error': ' '.join(str(e).split())}), flush=True)
+      return 2
   print(json.dumps(result), flush=True)
   return 0
 

@@ -17,6 +17,7 @@ seed (`renderer_from_config`).
 """
 import dataclasses
 import os
+import zipfile
 from typing import Any, Tuple
 
 import numpy as np
@@ -67,7 +68,7 @@ def _load_npz(path: str, keys) -> dict:
       if missing:
         raise ValueError(f'{path}: missing key {missing[0]!r} (has {sorted(data.files)})')
       return {k: data[k] for k in keys}
-  except (OSError, EOFError) as e:
+  except (OSError, EOFError, zipfile.BadZipFile) as e:
     raise ValueError(f'{path}: cannot read .npz ({e})') from None
 
 
@@ -81,7 +82,14 @@ def load_pairs(source: str, renderer: Renderer | None = None,
   """(images uint8 [2N, H, W, 3], issame bool [N]) of a pair source (module docstring).
 
   progress: log progress lines while decoding a .bin pack or pairs.txt images.
+  Raises ValueError naming the source for any file that cannot be read.
   """
+  from synface_jax import file_errors  # pylint: disable=g-import-not-at-top
+  with file_errors.reading(source):
+    return _load_pairs(source, renderer, progress)
+
+
+def _load_pairs(source, renderer, progress):
   kind, _, count = source.partition(':')
   if kind == 'synthetic':
     _need_renderer(renderer, source)
@@ -95,7 +103,8 @@ def load_pairs(source: str, renderer: Renderer | None = None,
                            first_identity=renderer.first_identity)
   if source.endswith('.npz'):
     data = _load_npz(source, ('images', 'issame'))
-    images, issame = data['images'], data['issame'].astype(bool)
+    from synface_jax.evaluate import checked_issame  # pylint: disable=g-import-not-at-top
+    images, issame = data['images'], checked_issame(data['issame'], source)
     if images.ndim != 4 or images.shape[0] != 2 * issame.size:
       raise ValueError(f'{source}: {images.shape[0]} images for {issame.size} pairs; expected '
                        f'{2 * issame.size} images [2N, H, W, 3]')
@@ -141,6 +150,14 @@ def _decode_examples(examples, report, source) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def load_labelled(source: str, renderer: Renderer | None = None) -> Tuple[np.ndarray, np.ndarray]:
+  """Images and labels of a labelled source (see _load_labelled); ValueError naming it for any
+  file that cannot be read."""
+  from synface_jax import file_errors  # pylint: disable=g-import-not-at-top
+  with file_errors.reading(source):
+    return _load_labelled(source, renderer)
+
+
+def _load_labelled(source: str, renderer: Renderer | None = None) -> Tuple[np.ndarray, np.ndarray]:
   """(images uint8 [M, H, W, 3], labels int64 [M]) of a labelled source (module docstring)."""
   if source.split(':')[0] == 'synthetic':
     _need_renderer(renderer, source)

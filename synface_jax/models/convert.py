@@ -12,7 +12,6 @@ import argparse
 import math
 import os
 import struct
-import sys
 import zipfile
 import zlib
 
@@ -385,21 +384,20 @@ def main(argv=None):
                       help='HEIGHTxWIDTH of the images the model was trained on')
   parser.add_argument('--width', type=float, default=1.0, help='channel multiplier')
   args = parser.parse_args(argv)
+  from synface_jax import file_errors  # pylint: disable=g-import-not-at-top
   try:
-    state_dict = load_pth(args.from_pth)
-  except (OSError, ValueError) as e:
-    sys.exit(f'convert: cannot read {args.from_pth}: {e}')
-  try:
-    variables = torch_to_flax(state_dict, args.arch, args.width, args.input_size)
-  except ValueError as e:
-    sys.exit(f'convert: {args.from_pth}: {e}')
+    with file_errors.reading(args.from_pth):
+      state_dict = load_pth(args.from_pth)
+      variables = torch_to_flax(state_dict, args.arch, args.width, args.input_size)
+  except file_errors.FILE_ERRORS as e:
+    file_errors.fail('convert', e)
   try:
     save_backbone(args.out, variables, insightface_extras(state_dict))
     model_spec.ModelSpec(arch=args.arch, width=args.width,
                          num_features=variables['params']['fc']['kernel'].shape[1],
                          input_size=args.input_size).write(args.out)
-  except OSError as e:
-    sys.exit(f'convert: {e}')
+  except (OSError, ValueError) as e:
+    file_errors.fail('convert', e)
   print(f'wrote {args.arch} from {args.from_pth} to {args.out} (step 0)')
 
 

@@ -23,7 +23,6 @@ import collections
 import os
 import pickle
 import struct
-import sys
 import zipfile
 
 import numpy as np
@@ -273,12 +272,16 @@ def main(argv=None):
   parser.add_argument('--input-size', type=convert.parse_hw, default=None,
                       help='HEIGHTxWIDTH (default: the checkpoint\'s)')
   args = parser.parse_args(argv)
+  from synface_jax import file_errors  # pylint: disable=g-import-not-at-top
   try:
-    state_dict, step, spec = export_checkpoint(args.checkpoint, args.to, args.out, step=args.step,
-                                               arch=args.arch, width=args.width,
-                                               input_size=args.input_size)
-  except (OSError, ValueError, ImportError) as e:
-    sys.exit(f'export: {e}')
+    with file_errors.reading(args.checkpoint):
+      state_dict, step, spec = export_checkpoint(args.checkpoint, args.to, args.out,
+                                                 step=args.step, arch=args.arch, width=args.width,
+                                                 input_size=args.input_size)
+  except ImportError as e:
+    file_errors.fail('export', e)
+  except file_errors.FILE_ERRORS as e:
+    file_errors.fail('export', e)
   what = 'the graph' if args.to == 'onnx' else f'{len(state_dict)} tensors'
   print(f'wrote {what} of IResNet {spec.arch} (width {spec.width}, '
         f'{spec.input_size[0]}x{spec.input_size[1]}) from step {step} to {args.out}')

@@ -14,8 +14,6 @@ official text file when given, else it is computed over random identities (mean_
 checking an import only; it then needs --mean-w-id). The layout of DIR is in checkpoint.py.
 """
 import argparse
-import pickle
-import sys
 
 import jax
 import numpy as np
@@ -159,11 +157,13 @@ def main(argv=None):
   parser.add_argument('--without-id-vae', action='store_true',
                       help='no identity decoder (checking an import only; needs --mean-w-id)')
   args = parser.parse_args(argv)
+  from synface_jax import file_errors  # pylint: disable=g-import-not-at-top
   try:
-    arch = convert(args.pkl, args.vae_dir, args.out, args.mean_w_id, args.mean_w_id_samples,
-                   args.seed, args.without_id_vae)
-  except (OSError, ValueError, pickle.UnpicklingError) as e:
-    sys.exit(f'convert: {e}')
+    with file_errors.reading(args.pkl):  # Errors of other files name them already.
+      arch = convert(args.pkl, args.vae_dir, args.out, args.mean_w_id, args.mean_w_id_samples,
+                     args.seed, args.without_id_vae)
+  except file_errors.FILE_ERRORS as e:
+    file_errors.fail('convert', e)
   print(f'wrote DiscoFaceGAN {arch.resolution}px ({arch.num_layers} style layers) from '
         f'{args.pkl} to {args.out}')
 
