@@ -67,7 +67,6 @@ def test_mat_reader_reads_a_hand_built_file(tmp_path):
     # A data type code scipy does not know: its reader crashed the process on this (SIGSEGV).
     (lambda: _matrix([1, 2], values=b'\0' * 16)[:-24] + struct.pack('<II', 73, 16) + b'\0' * 16,
      'unknown type 73'),
-    (lambda: _matrix([1, 1], values=b'\0' * 8, array_class=1), 'class 1; only numeric'),
     # A small declared size, a stream that inflates to 4 MB: the bomb stops at the declared size.
     (lambda: _compressed(_matrix([1, 4 << 17], values=b'\0' * (4 << 20)), declared=200),
      'inflates past'),
@@ -77,6 +76,17 @@ def test_mat_reader_refuses_crafted_dimensions_and_bombs(tmp_path, build, words)
   path = _write(tmp_path, 'bad.mat', _mat_header() + build())
   with pytest.raises(bfm.MatFileError, match=rf'bad\.mat.*{words}'):
     bfm.read_mat(path)
+
+
+def test_mat_variables_of_other_classes_are_not_handed_to_scipy(tmp_path):
+  values = np.arange(4, dtype='<f8').tobytes()
+  cell = _matrix([1, 1], b'c', b'\0' * 8, array_class=1)
+  cell = cell[:-16] + struct.pack('<II', 73, 8) + b'\0' * 8  # Content scipy would crash on.
+  path = _write(tmp_path, 'mixed.mat', _mat_header() + cell + _compressed(cell)
+                + _matrix([2, 2], b'a', values))
+  fields = bfm.read_mat(path)
+  assert list(fields) == ['a']
+  np.testing.assert_array_equal(fields['a'], np.arange(4.0).reshape(2, 2).T)
 
 
 def test_mat_variable_above_the_bound_is_refused_before_inflating(tmp_path, monkeypatch):

@@ -44,14 +44,16 @@ _COMPLEX_FLAG = 0x800
 _INFLATE_CHUNK = 1 << 20
 
 
-def check_mat(f, path) -> None:
-  """Checks the whole structure of a MATLAB v5 file (or v4) before scipy reads it, since scipy's
-  reader trusts it (a wrong type code in a crafted file crashes the process).
+def check_mat(f, path) -> list | None:
+  """Checks the structure of a MATLAB v5 file (or v4) before scipy reads it, since scipy's reader
+  trusts it (a wrong type code in a crafted file crashes the process); returns the names of its
+  numeric arrays, the only variables scipy is then asked to read (None: an HDF5 file).
 
-  Only numeric arrays are accepted (what a BFM holds): MatFileError for any other variable class,
-  an unknown data type, a negative dimension, data whose size does not match the dimensions, an
-  element past the end of the file, a variable above MAX_VARIABLE_BYTES, and compressed data that
-  inflates past the size it declares (a deflate bomb). v7.3 (HDF5) files are left to h5py.
+  Every variable's flags, dimensions and name are checked, and a numeric array's data too.
+  MatFileError for an unknown data type, a negative dimension, numeric data whose size does not
+  match the dimensions, an element past the end of the file, a variable above MAX_VARIABLE_BYTES,
+  and compressed data that inflates past the size it declares (a deflate bomb). v7.3 (HDF5) files
+  are left to h5py.
   """
   import struct
 
@@ -63,7 +65,8 @@ def check_mat(f, path) -> None:
   header = f.read(128)
   if header[:8] == _HDF5 or (size > 520 and _hdf5_at_512(f)):
     f.seek(0)
-    return
+    return None
+  names = []
   if len(header) == 128 and header[126:128] in (b'IM', b'MI'):
     order = '<' if header[126:128] == b'IM' else '>'
     offset = 128
@@ -78,12 +81,12 @@ def check_mat(f, path) -> None:
       if nbytes > size - offset - 8:
         bad(f'element at byte {offset} declares {nbytes} bytes, past the end of the file')
       if kind == _MI_COMPRESSED:
-        _check_matrix(_inflate(f, nbytes, order, offset, bad), order, offset, bad)
+        names.append(_check_matrix(_inflate(f, nbytes, order, offset, bad), order, offset, bad))
       elif kind == _MI_MATRIX:
         if nbytes > MAX_VARIABLE_BYTES:
           bad(f'element at byte {offset} declares {nbytes} bytes, above the '
               f'{MAX_VARIABLE_BYTES} a variable may have')
-        _check_matrix(tag + f.read(nbytes), order, offset, bad)
+        names.append(_check_matrix(tag + f.read(nbytes), order, offset, bad))
       else:
         bad(f'element at byte {offset} has data type {kind}, not a variable')
       offset += 8 + nbytes + (0 if kind == _MI_COMPRESSED else -nbytes % 8)
@@ -97,15 +100,18 @@ def check_mat(f, path) -> None:
       order = '<' if 0 <= struct.unpack('<i', head[:4])[0] < 5000 else '>'
       mopt, rows, cols, imag, namelen = struct.unpack(order + '5i', head)
       o, p, t = mopt // 100 % 10, mopt // 10 % 10, mopt % 10
-      if not (0 <= mopt < 2000 and o == 0 and p <= 5 and t == 0 and rows >= 0 and cols >= 0
+      if not (0 <= mopt < 2000 and o == 0 and p <= 5 and t <= 2 and rows >= 0 and cols >= 0
               and 0 < namelen <= 4096 and imag in (0, 1)):
         bad(f'record at byte {offset} has a bad header (type {mopt}, {rows}x{cols}, '
-            f'name length {namelen}); only full numeric matrices are read')
+            f'name length {namelen})')
       data = rows * cols * (8, 4, 4, 2, 2, 1)[p] * (2 if imag else 1)
       if data > MAX_VARIABLE_BYTES or namelen + data > size - offset - 20:
         bad(f'record at byte {offset} declares {rows}x{cols} values, more than the file holds')
+      if t == 0:  # A full numeric matrix (1: text, 2: sparse).
+        names.append(f.read(namelen).split(b'\0')[0].decode('latin-1'))
       offset += 20 + namelen + data
   f.seek(0)
+  return [n for n in names if n is not None]
 
 
 _HDF5 = b'\x89HDF\r\n\x1a\n'
@@ -151,8 +157,10 @@ def _inflate(f, nbytes, order, offset, bad) -> bytes:
   return b''.join(parts)
 
 
-def _check_matrix(element, order, offset, bad):
-  """A miMATRIX element (tag included) holds one numeric array whose parts match its dimensions."""
+def _check_matrix(element, order, offset, bad) -> str | None:
+  """The name of the numeric array a miMATRIX element (tag included) holds, once its parts are
+  checked against its dimensions; None for another class (its flags, dimensions and name are
+  checked, its content is not read)."""
   import struct
   if len(element) < 8:
     bad(f'variable at byte {offset} is cut short')
@@ -178,9 +186,6 @@ def _check_matrix(element, order, offset, bad):
     bad(f'variable at byte {offset} lacks its flags, dimensions, name or data')
   flags = struct.unpack_from(order + 'I', subs[0][1])[0]
   array_class = flags & 0xFF
-  if array_class not in _NUMERIC_CLASSES:
-    bad(f'variable at byte {offset} is of MATLAB class {array_class}; only numeric arrays '
-        'are read')
   dims_kind, dims_data = subs[1]
   if dims_kind != _MI_INT32 or len(dims_data) < 8 or len(dims_data) % 4:
     bad(f'variable at byte {offset} has malformed dimensions')
@@ -189,6 +194,8 @@ def _check_matrix(element, order, offset, bad):
     bad(f'variable at byte {offset} has a negative dimension {list(dims)}')
   if subs[2][0] != _MI_INT8:
     bad(f'variable at byte {offset} has a malformed name')
+  if array_class not in _NUMERIC_CLASSES:
+    return None
   count = 1
   for d in dims:
     count *= d
@@ -202,6 +209,7 @@ def _check_matrix(element, order, offset, bad):
     if len(data) != count * itemsize:
       bad(f'variable at byte {offset}: dimensions {list(dims)} need {count * itemsize} bytes '
           f'of type {part_kind}, it holds {len(data)}')
+  return bytes(subs[2][1]).decode('latin-1')
 
 
 def read_mat(path) -> dict:
@@ -210,9 +218,10 @@ def read_mat(path) -> dict:
   checked first (`check_mat`)."""
   import scipy.io
   with open(path, 'rb') as f:  # A missing file raises FileNotFoundError here.
-    check_mat(f, path)
+    names = check_mat(f, path)
     try:
-      fields = scipy.io.loadmat(f)
+      # Only the checked numeric arrays: scipy skips the other variables after their headers.
+      fields = scipy.io.loadmat(f, variable_names=names) if names != [] else {}
     except NotImplementedError:  # scipy's answer to v7.3.
       fields = None
     except Exception as e:  # ValueError, TypeError, OSError, zlib errors on bad or cut files.
