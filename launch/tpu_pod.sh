@@ -36,7 +36,7 @@ git -C "$repo" archive --format=tar.gz -o "$archive" HEAD
 "${tpu[@]}" scp "$archive" "$TPU_NAME":~/synface_jax.tar.gz --zone="$ZONE" --worker=all
 "${tpu[@]}" ssh "$TPU_NAME" --zone="$ZONE" --worker=all --command="
   set -e; mkdir -p ~/synface_jax && tar -xzf ~/synface_jax.tar.gz -C ~/synface_jax && cd ~/synface_jax
-  pip install -q 'jax[tpu]==$jax_version' -e ."
+  pip install -q 'jax[tpu]==$jax_version' -e '.[gcs]'"
 
 # Every value reaches the workers' shell quoted (%q): spaces, quotes and * stay as they are.
 args=$(printf ' %q' --config="$CONFIG" --workdir="$WORKDIR" "$@")

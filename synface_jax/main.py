@@ -68,7 +68,7 @@ def main(argv):
   try:
     workdir = checkpointing.workdir_path(FLAGS.workdir)  # gs://... stays a bucket path.
     workdir.mkdir(parents=True, exist_ok=True)
-  except (ValueError, OSError) as e:
+  except (ValueError, OSError, ImportError) as e:  # ImportError: gs:// without gcsfs.
     _fail(f'--workdir: {e}', 2)
   try:
     summary = train.train_and_evaluate(config, FLAGS.workdir)

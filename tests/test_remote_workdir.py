@@ -181,7 +181,7 @@ def test_tpu_pod_script_quotes_config_and_workdir_and_pins_jax(tmp_path):
   subprocess.run(['bash', os.path.join(REPO, 'launch', 'tpu_pod.sh'), '--config.seed=3', 'x y'],
                  env=env, check=True, capture_output=True, cwd=REPO)
   install, train = log.read_text().split('\0')[:2]
-  assert f"'jax[tpu]=={_constraint('jax')}'" in install
+  assert f"'jax[tpu]=={_constraint('jax')}'" in install and "-e '.[gcs]'" in install
   # Run the worker command with python replaced by a printer of its arguments.
   fake = tmp_path / 'py'
   fake.mkdir()
