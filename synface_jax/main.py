@@ -66,6 +66,9 @@ def main(argv):
   logging.info('JAX process %d / %d, devices: %s', jax.process_index(), jax.process_count(),
                jax.devices())
   os.makedirs(FLAGS.workdir, exist_ok=True)
+  if jax.process_index() == 0:  # The resolved config, for the tools that read a run later.
+    with open(os.path.join(FLAGS.workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
   try:
     summary = train.train_and_evaluate(config, FLAGS.workdir)
   except checkpointing.WorkdirBusyError as e:
