@@ -303,6 +303,8 @@ def run_grid(grid: Grid, scale_name: str, out: str, seeds: int = 3, real: str = 
       else:
         resumed = os.path.isdir(os.path.join(workdir, 'checkpoints'))
         log(f'{tag}: training{" (resuming)" if resumed else ""} in {workdir}')
+        with open(os.path.join(workdir, 'commit.txt'), 'a') as f:
+          f.write(_commit() + '\n')
         runner.train(cell, workdir, train_cmd)
       runner.evaluate(cell, workdir, pairs, labelled_sources)
       log(f'{tag}: finished in {time.perf_counter() - t0:.0f}s')
@@ -343,6 +345,12 @@ def cell_metrics(results: dict) -> Dict[str, float]:
       for far, at in f['tar_at_far'].items():
         if at.get('far_resolved', True):
           out[f'{name}/{protocol}/tar@far={far}'] = at['tar']
+    for protocol, by_attribute in entry.get('attributes', {}).items():
+      for attribute, bins in by_attribute.items():
+        for b in bins:
+          if b['accuracy'] is not None:
+            out[f"{name}/{protocol}/{ATTRIBUTE_TAG}/{attribute}/{b['lo']:.3g}-{b['hi']:.3g}"] = \
+                b['accuracy']
   for name, entry in results.get('identification', {}).items():
     out[f'{name}/rank1'] = entry['closed_set']['rank1']
   return out
@@ -370,8 +378,14 @@ def aggregate(out: str, grid: Grid, cells: Sequence[Cell], seeds: int) -> dict:
       values = [per_seed[s][k] for s in sorted(per_seed) if k in per_seed[s]]
       mean, std = mean_std(values)
       metrics[k] = {'mean': mean, 'std': std, 'values': values}
+    commits = []
+    for seed in range(seeds):
+      path = os.path.join(cell_workdir(out, cell, seed), 'commit.txt')
+      if os.path.isfile(path):
+        with open(path) as f:
+          commits += [line.strip() for line in f if line.strip() not in commits and line.strip()]
     rows.append({'name': cell.name, 'x': cell.x, 'series': cell.series, 'config': cell.config,
-                 'seeds': sorted(per_seed), 'metrics': metrics})
+                 'seeds': sorted(per_seed), 'metrics': metrics, 'commits': commits})
   return {'grid': grid.name, 'cells': rows}
 
 
@@ -388,11 +402,42 @@ def _commit() -> str:
 
 
 HEADLINE = ('accuracy', 'auc', 'tar@far=0.01', 'rank1')
+ATTRIBUTE_TAG = 'accuracy by'  # Metric names of the per-bin accuracies: SET/PROTOCOL/TAG/ATTR/BIN.
 
 
 def _headline_metrics(summary: dict) -> List[str]:
-  names = sorted({k for c in summary['cells'] for k in c['metrics']})
+  names = sorted({k for c in summary['cells'] for k in c['metrics'] if ATTRIBUTE_TAG not in k})
   return [k for suffix in HEADLINE for k in names if k.endswith(suffix)]
+
+
+def _attribute_lines(summary: dict) -> List[str]:
+  """Per rendered attribute: one row per cell, its bins' accuracy (mean ± std over seeds)."""
+  groups = {}  # (set/protocol, attribute) -> [bin label]
+  for c in summary['cells']:
+    for k in c['metrics']:
+      if f'/{ATTRIBUTE_TAG}/' in k:
+        head, _, rest = k.partition(f'/{ATTRIBUTE_TAG}/')
+        attribute, _, label = rest.rpartition('/')
+        bins = groups.setdefault((head, attribute), [])
+        if label not in bins:
+          bins.append(label)
+  if not groups:
+    return []
+  lines = ['', '## Accuracy by rendered attribute', '',
+           'Test pairs binned by what the renderer drew (quantile bins of the shared test set; '
+           'the harder face of a pair counts); accuracy of each bin in %, each pair decided by '
+           "its fold's threshold, mean ± std over seeds.", '']
+  for (head, attribute), bins in groups.items():
+    lines += [f'{head.replace("/", ", ")} protocol, {attribute}:', '',
+              '| cell | ' + ' | '.join(bins) + ' |', '|---|' + '---|' * len(bins)]
+    for c in summary['cells']:
+      values = []
+      for label in bins:
+        v = c['metrics'].get(f'{head}/{ATTRIBUTE_TAG}/{attribute}/{label}')
+        values.append(f"{100 * v['mean']:.1f} ± {100 * v['std']:.1f}" if v else '-')
+      lines.append(f"| {c['name']} | " + ' | '.join(values) + ' |')
+    lines.append('')
+  return lines
 
 
 def write_results(out: str, grid: Grid, scale_name: str, summary: dict, seeds: int,
@@ -409,7 +454,9 @@ def write_results(out: str, grid: Grid, scale_name: str, summary: dict, seeds: i
   lines = [f'# Grid `{grid.name}` at scale `{scale_name}`', '',
            f'{grid.description}.', '',
            f'Command: `{command or "python -m synface_jax.experiments run " + grid.name}`', '',
-           f'Commit: {_commit()}', '',
+           f'Commit: {_commit()} (this table); the cells were trained at '
+           f"{', '.join(sorted({x for c in summary['cells'] for x in c.get('commits', [])})) or 'unknown'}"
+           " (each cell's `commit.txt`).", '',
            f'Seeds: {seeds} (0 .. {seeds - 1}); each value is mean ± sample std over the seeds '
            'that finished (count in the last column).', '',
            f"Every cell: {', '.join(f'{k}={_literal(v)}' for k, v in scale.overrides.items())}, "
@@ -433,6 +480,7 @@ def write_results(out: str, grid: Grid, scale_name: str, summary: dict, seeds: i
       v = c['metrics'].get(m)
       if v:
         lines.append(f"- {c['name']} {m}: " + ', '.join(f'{100 * x:.2f}' for x in v['values']))
+  lines += _attribute_lines(summary)
   lines += ['', 'Plots: ' + ', '.join(f'[{m}]({p})' for m, p in plots), '',
             'Each cell was trained by `python -m synface_jax.main` in `cells/CELL/seedS` '
             '(its command is in `train.log` and `cell.json`) and scored by '
@@ -453,9 +501,9 @@ def _plot_metric(path: str, summary: dict, metric: str, grid: Grid) -> None:
   for c in summary['cells']:
     v = c['metrics'].get(metric)
     if v:
-      points.setdefault(c['series'], []).append((c['x'], v['mean'], v['std']))
-  plots.errorbar_png(path, points, title=f'{grid.name}: {metric}', x_label=grid.axis,
-                     y_label=metric.split('/')[-1])
+      points.setdefault(c['series'], []).append((c['x'], 100 * v['mean'], 100 * v['std']))
+  plots.errorbar_png(path, points, title=f'{grid.name}: {metric}, mean and std over seeds',
+                     x_label=grid.axis, y_label=metric.split('/')[-1] + ' (%)')
 
 
 # ----------------------------------------------------------------------------------------------

@@ -29,7 +29,10 @@ class FakeRunner:
     os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
     results = {'verification': {'synthetic_1200': {'protocols': {'synface': {
         'accuracy': acc, 'auc': acc, 'tar_at_far': {'0.01': {'tar': acc / 2,
-                                                              'far_resolved': True}}}}}},
+                                                              'far_resolved': True}}}},
+        'attributes': {'synface': {'|yaw|': [
+            {'lo': 0.0, 'hi': 10.0, 'accuracy': acc + 0.05},
+            {'lo': 10.0, 'hi': 45.5, 'accuracy': acc - 0.05}]}}}},
                'identification': {'synthetic_50x4': {'closed_set': {'rank1': acc - 0.1}}}}
     with open(os.path.join(workdir, 'eval', 'results.json'), 'w') as f:
       json.dump(results, f)
@@ -87,6 +90,10 @@ def test_aggregation_is_mean_and_sample_std(tmp_path):
   assert '| Syn2 | `configs/synthetic.py:Syn_200_20,im=fixed:0.8` | 71.00 ± 1.73 |' in text
   assert 'python -m synface_jax.experiments run im' in text and 'Commit: ' in text
   assert (tmp_path / 'synthetic_1200_synface_accuracy.png').is_file()
+  # Per-bin accuracies of the rendered attributes, mean ± std over seeds (Syn3: 0.95, 0.96, 1.0).
+  assert 'synthetic_1200, synface protocol, |yaw|:' in text
+  assert '| cell | 0-10 | 10-45.5 |' in text
+  assert '| Syn3 | 97.0 ± 2.6 | 87.0 ± 2.6 |' in text
   assert json.loads((tmp_path / 'results.json').read_text())['seeds'] == 3
 
 
