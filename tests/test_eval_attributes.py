@@ -148,3 +148,14 @@ def test_attribute_figures_bin_every_pair():
       evaluate.synface_cosine(plain[0::2], plain[1::2])), (0.1,))[0.1]
   tar = sum(r['tar@far=0.1'] * r['genuine'] for r in rows if r['genuine']) / issame.sum()
   assert tar == pytest.approx(overall['tar'])
+
+
+def test_markdown_rows_keep_the_table_columns():
+  import re
+  header = attributes.markdown_header((0.1,))
+  row = {'lo': 0.0, 'hi': 1.0, 'pairs': 2, 'genuine': 1, 'impostor': 1, 'accuracy': 0.5,
+         'tar@far=0.1': None, 'far@far=0.1': 0.0}
+  lines = attributes.markdown_rows('s', 'p', {'|yaw|': [row]}, (0.1,))
+  cells = lambda line: len(re.findall(r'(?<!\\)\|', line))
+  assert cells(lines[0]) == cells(header[0]) == cells(header[1])
+  assert lines[0].startswith('| s | p | \\|yaw\\| | 0 - 1 | 2 (1 / 1) | 0.5000 | - (0.0000) |')

@@ -162,9 +162,10 @@ def markdown_rows(name: str, protocol: str, by_attribute: dict, far_targets) -> 
   fmt = lambda v: '-' if v is None else f'{v:.4f}'
   lines = []
   for attribute, rows in by_attribute.items():
+    cell = attribute.replace('|', '\\|')  # A bare | would end the table cell.
     for row in rows:
       lines.append(
-          f"| {name} | {protocol} | {attribute} | {row['lo']:.3g} - {row['hi']:.3g} | "
+          f"| {name} | {protocol} | {cell} | {row['lo']:.3g} - {row['hi']:.3g} | "
           f"{row['pairs']} ({row['genuine']} / {row['impostor']}) | {fmt(row['accuracy'])} | " +
           ' | '.join(f"{fmt(row[f'tar@far={k}'])} ({fmt(row[f'far@far={k}'])})" for k in keys) +
           ' |')
