@@ -512,15 +512,18 @@ def _plot_metric(path: str, summary: dict, metric: str, grid: Grid) -> None:
 
 
 def list_text(scale_name: Optional[str] = None) -> str:
+  """The grids and their cells at every scale; with a scale, each cell's config too."""
   lines = []
   for grid in GRIDS.values():
     lines.append(f'{grid.name}: {grid.description}' +
                  (' [needs --real]' if grid.needs_real else ''))
     for name in ([scale_name] if scale_name else SCALES):
       cells = grid.cells(SCALES[name])
-      lines.append(f'  {name}: ' + ', '.join(
-          c.name + (' (needs --real)' if c.needs_real and not grid.needs_real else '')
-          for c in cells))
+      needs = lambda c: ' (needs --real)' if c.needs_real and not grid.needs_real else ''
+      if scale_name:
+        lines += [f'  {c.name}{needs(c)}: {c.config}' for c in cells]
+      else:
+        lines.append(f'  {name}: ' + ', '.join(c.name + needs(c) for c in cells))
   return '\n'.join(lines)
 
 

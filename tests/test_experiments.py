@@ -48,13 +48,17 @@ def _run(out, runner, seeds=3, **kwargs):
 
 
 def test_listing_names_every_grid_and_cell(capsys):
-  assert experiments.main(['list', '--scale', 'tiny']) == 0
+  assert experiments.main(['list']) == 0
   text = capsys.readouterr().out
   for grid in ('im', 'identities', 'depth', 'mixed', 'domain_gap'):
     assert f'{grid}:' in text
-  assert 'Syn1, Syn2, Syn3' in text
-  assert 'Syn_50_80, Syn_100_40, Syn_200_20, Syn_400_10' in text  # N x S = 4000 each.
+  assert 'tiny: Syn1, Syn2, Syn3' in text
+  assert 'tiny: Syn_50_80, Syn_100_40, Syn_200_20, Syn_400_10' in text  # N x S = 4000 each.
   assert 'Mix_50_10_dm_off' in text and 'train_real (needs --real)' in text
+  assert experiments.main(['list', '--scale', 'tiny']) == 0
+  text = capsys.readouterr().out
+  assert '  Syn2: configs/synthetic.py:Syn_200_20,im=fixed:0.8' in text
+  assert 'paper' not in text
   tiny = experiments.SCALES['tiny']
   assert len({n * s for n, s in tiny.identities}) == 1
 
