@@ -66,7 +66,7 @@ def test_pca_recovers_the_main_axes():
 def test_identity_mixup_renders():
   gen = ToyGenerator(HW)
   renderer = sets.Renderer(gen, gen.init(jax.random.key(0)), first_identity=50, seed=3)
-  off, labels = variation.render_mixed(renderer, 4, 3, 'off', batch_size=5)
+  off, labels = variation.render_mixed(renderer, 4, 3, 'off', batch_size=8)
   one, _ = variation.render_mixed(renderer, 4, 3, 'fixed:1.0', batch_size=8)
   half, _ = variation.render_mixed(renderer, 4, 3, 'fixed:0.5', batch_size=8)
   np.testing.assert_array_equal(labels, np.repeat(np.arange(4), 3))
