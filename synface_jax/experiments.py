@@ -218,7 +218,7 @@ class CellRunner:
                log=lambda line: self.log(f'  {line}'))
 
 
-def render_test_sets(out: str, scale: Scale, cells: Sequence[Cell], real: str = '',
+def render_test_sets(out: str, scale: Scale,
                      log: Callable[[str], None] = print) -> Tuple[List[str], List[str]]:
   """The grid's shared test sets as .npz files under OUT/testsets (rendered once)."""
   from synface_jax import config as config_lib  # pylint: disable=g-import-not-at-top
@@ -278,7 +278,7 @@ def run_grid(grid: Grid, scale_name: str, out: str, seeds: int = 3, real: str = 
     raise ValueError(f'grid {grid.name}: no cell can run without --real PATH')
   os.makedirs(out, exist_ok=True)
   if test_sets is None:
-    test_sets = render_test_sets(out, scale, runnable, real, log)
+    test_sets = render_test_sets(out, scale, log)
   pair_sources, labelled_sources = list(test_sets[0]), list(test_sets[1])
   total = len(runnable) * seeds
   done = 0
