@@ -372,7 +372,7 @@ def aggregate(out: str, grid: Grid, cells: Sequence[Cell], seeds: int) -> dict:
       if os.path.isfile(path):
         with open(path) as f:
           per_seed[seed] = cell_metrics(json.load(f))
-    names = sorted({k for m in per_seed.values() for k in m})
+    names = list(dict.fromkeys(k for m in per_seed.values() for k in m))  # Bins in order.
     metrics = {}
     for k in names:
       values = [per_seed[s][k] for s in sorted(per_seed) if k in per_seed[s]]
