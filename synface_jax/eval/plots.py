@@ -192,30 +192,34 @@ def attributes_png(path, by_attribute: Dict[str, list], keys: Sequence[str], tit
                    panel=(320, 230), columns=3):
   """One panel per attribute: each of `keys` (e.g. 'accuracy', 'tar@far=0.01') per bin.
 
-  by_attribute: {attribute: [{'lo', 'hi', key: value or None, ...} per bin]}.
+  by_attribute: {attribute: [{'lo', 'hi', key: value or None, ...} per bin]}. Every panel shares
+  one y range, from a tenth below the lowest value to 1.
   """
   names = list(by_attribute)
   rows = max(1, math.ceil(len(names) / columns))
+  values = [b[k] for bins in by_attribute.values() for b in bins for k in keys
+            if b.get(k) is not None]
+  y_lo = min(math.floor(min(values + [1.0]) * 10) / 10, 0.9)
   image = Image.new('RGB', (panel[0] * columns, panel[1] * rows + 24), 'white')
   draw = ImageDraw.Draw(image)
   draw.text((8, 6), title, fill='black')
   colours = [PALETTE[k % len(PALETTE)] for k in range(len(keys))]
+  for j, (key, colour) in enumerate(zip(keys, colours)):
+    draw.text((panel[0] * columns - 260 + 120 * j, 6), key, fill=colour)
   for k, name in enumerate(names):
     bins = by_attribute[name]
     sub = Image.new('RGB', panel, 'white')
     sub_draw = ImageDraw.Draw(sub)
-    axes = _Axes(sub_draw, panel, (-0.5, len(bins) - 0.5), (0.0, 1.0), log_x=False,
+    axes = _Axes(sub_draw, panel, (-0.5, len(bins) - 0.5), (y_lo, 1.0), log_x=False,
                  margin=(40, 20, 10, 40))
     axes.frame([(j, f"{b['lo']:.3g}-{b['hi']:.3g}") for j, b in enumerate(bins)],
-               np.linspace(0, 1, 6), name, '', '')
+               np.linspace(y_lo, 1, 6), name, '', '')
     for key, colour in zip(keys, colours):
       xy = [(axes.x(j), axes.y(b[key])) for j, b in enumerate(bins) if b.get(key) is not None]
       if len(xy) > 1:
         sub_draw.line(xy, fill=colour, width=2)
       for px, py in xy:
         sub_draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
-    for j, (key, colour) in enumerate(zip(keys, colours)):
-      sub_draw.text((axes.left + 4 + 110 * j, axes.top + 2), key, fill=colour)
     image.paste(sub, ((k % columns) * panel[0], 24 + (k // columns) * panel[1]))
   if path is not None:
     image.save(path)
