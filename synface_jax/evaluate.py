@@ -20,6 +20,7 @@ Command line::
   python -m synface_jax.evaluate pairs --embeddings E.npz --protocol insightface
   python -m synface_jax.evaluate bin --bin lfw.bin --out lfw.npz
   python -m synface_jax.evaluate run --checkpoint DIR --sets lfw.bin,synthetic:600 --out REPORT
+  python -m synface_jax.evaluate variation --checkpoint DIR --sets casia,synthetic:100x10 --out V
 
 `run` (ROC, AUC, EER, TAR@FAR, identification, the report) lives in `synface_jax.eval`.
 
@@ -1010,6 +1011,28 @@ def _cmd_run(args) -> None:
   print(f'report: {os.path.join(args.out, "report.md")}')
 
 
+def _cmd_variation(args) -> None:
+  """``variation``: intra-class variation of labelled sets under one model (eval/variation.py)."""
+  from synface_jax.embedder import load_embedder  # pylint: disable=g-import-not-at-top
+  from synface_jax.eval import report, sets, variation  # pylint: disable=g-import-not-at-top
+  try:
+    settings = [variation.parse_im(s) for s in args.im] if args.im else variation.IM_SETTINGS
+    embedder = load_embedder(args.checkpoint, step=args.step, batch_size=args.batch,
+                             normalize=False, arch=args.arch, width=args.width)
+    renderer = None
+    if any(s.split(':')[0] == 'synthetic' for s in args.sets):
+      config, origin = report.generator_config(args.checkpoint, args.config,
+                                               embedder.spec.input_size, args.config_overrides)
+      renderer = sets.renderer_from_config(config, args.seed)
+      print(f'synthetic sets: rendered by the {renderer.name!r} generator of {origin}', flush=True)
+    variation.run(embedder, args.sets, args.out, renderer=renderer, im_settings=settings,
+                  shown_identities=args.show, checkpoint=args.checkpoint,
+                  log=lambda line: print(line, flush=True))
+  except (OSError, ValueError, pickle.UnpicklingError) as e:
+    raise UserError(str(e)) from None
+  print(f'report: {os.path.join(args.out, "variation.md")}')
+
+
 def build_parser() -> argparse.ArgumentParser:
   """The ``python -m synface_jax.evaluate`` argument parser."""
   parser = argparse.ArgumentParser(prog='python -m synface_jax.evaluate',
@@ -1068,6 +1091,26 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument('--arch', default=None, help='only for checkpoints without model.json')
   run.add_argument('--width', type=float, default=None, help='only for checkpoints without model.json')
   run.set_defaults(func=_cmd_run)
+  var = sub.add_parser('variation', help='intra-class variation of labelled sets (spread, '
+                       'within / between-class variance, PCA projection)')
+  var.add_argument('--checkpoint', required=True, help='training workdir or checkpoint folder')
+  var.add_argument('--sets', type=_sources, required=True,
+                   help='labelled sets, comma-separated: identity folder, RecordIO folder, '
+                   'X.npz (images, labels), synthetic:NxM (rendered once per --im)')
+  var.add_argument('--im', action='append', default=[], metavar='[NAME=]SPEC',
+                   help='identity mixup setting of the synthetic sets, repeatable (off, '
+                   'fixed:0.8, linspace:0.6,1.0,11, ...); default Syn1=off, Syn2=fixed:0.8, '
+                   'Syn3=linspace:0.6,1.0,11')
+  var.add_argument('--show', type=int, default=8, help='identities per set in projection.png')
+  var.add_argument('--out', required=True, help='folder for variation.json, variation.md, PNG')
+  var.add_argument('--seed', type=int, default=0, help='synthetic faces, partners and phi')
+  var.add_argument('--config', default='', help='config file whose generator renders the '
+                   "synthetic sets (default: the run's config.json, else the procedural default)")
+  var.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
+  var.add_argument('--batch', type=int, default=64, help='images per forward pass')
+  var.add_argument('--arch', default=None, help='only for checkpoints without model.json')
+  var.add_argument('--width', type=float, default=None, help='only for checkpoints without model.json')
+  var.set_defaults(func=_cmd_variation)
   return parser
 
 

@@ -70,6 +70,8 @@ def main(argv):
     workdir.mkdir(parents=True, exist_ok=True)
   except (ValueError, OSError, ImportError) as e:  # ImportError: gs:// without gcsfs.
     _fail(f'--workdir: {e}', 2)
+  if jax.process_index() == 0:  # The resolved config, for the tools that read a run later.
+    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2, sort_keys=True))
   try:
     summary = train.train_and_evaluate(config, FLAGS.workdir)
   except checkpointing.WorkdirBusyError as e:

@@ -144,3 +144,83 @@ def cmc_png(path, curves: Dict[str, Sequence[float]], title='CMC', size=(640, 42
   if path is not None:
     image.save(path)
   return image
+
+
+def _value_range(values, pad=0.05):
+  lo, hi = float(min(values)), float(max(values))
+  if hi - lo < 1e-9:
+    lo, hi = lo - 0.05, hi + 0.05
+  span = hi - lo
+  return max(0.0, lo - pad * span) if lo >= 0 else lo - pad * span, \
+      min(1.0, hi + pad * span) if hi <= 1 else hi + pad * span
+
+
+def errorbar_png(path, series: Dict[str, Sequence[Tuple[str, float, float]]], title='',
+                 x_label='', y_label='', size=(640, 420)):
+  """Mean +- std per category: {series name: [(x label, mean, std), ...]}, one line per series,
+  categories in order of first appearance along the x axis."""
+  labels = []
+  for points in series.values():
+    for x, _, _ in points:
+      if x not in labels:
+        labels.append(x)
+  ends = [m + s for p in series.values() for _, m, s in p] + \
+      [m - s for p in series.values() for _, m, s in p]
+  y_lo, y_hi = _value_range(ends)
+  image = Image.new('RGB', size, 'white')
+  draw = ImageDraw.Draw(image)
+  axes = _Axes(draw, size, (-0.5, len(labels) - 0.5), (y_lo, y_hi), log_x=False)
+  axes.frame([(k, str(x)) for k, x in enumerate(labels)], np.linspace(y_lo, y_hi, 6), x_label,
+             y_label, title)
+  colours = [PALETTE[k % len(PALETTE)] for k in range(len(series))]
+  for (name, points), colour in zip(series.items(), colours):
+    xy = [(axes.x(labels.index(x)), axes.y(m)) for x, m, _ in points]
+    if len(xy) > 1:
+      draw.line(xy, fill=colour, width=2)
+    for (x, m, s), (px, py) in zip(points, xy):
+      draw.line([px, axes.y(m - s), px, axes.y(m + s)], fill=colour, width=1)
+      draw.line([px - 5, axes.y(m - s), px + 5, axes.y(m - s)], fill=colour)
+      draw.line([px - 5, axes.y(m + s), px + 5, axes.y(m + s)], fill=colour)
+      draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
+  axes.legend(list(series), colours)
+  if path is not None:
+    image.save(path)
+  return image
+
+
+def attributes_png(path, by_attribute: Dict[str, list], keys: Sequence[str], title='',
+                   panel=(320, 230), columns=3):
+  """One panel per attribute: each of `keys` (e.g. 'accuracy', 'tar@far=0.01') per bin.
+
+  by_attribute: {attribute: [{'lo', 'hi', key: value or None, ...} per bin]}. Every panel shares
+  one y range, from a tenth below the lowest value to 1.
+  """
+  names = list(by_attribute)
+  rows = max(1, math.ceil(len(names) / columns))
+  values = [b[k] for bins in by_attribute.values() for b in bins for k in keys
+            if b.get(k) is not None]
+  y_lo = min(math.floor(min(values + [1.0]) * 10) / 10, 0.9)
+  image = Image.new('RGB', (panel[0] * columns, panel[1] * rows + 24), 'white')
+  draw = ImageDraw.Draw(image)
+  draw.text((8, 6), title, fill='black')
+  colours = [PALETTE[k % len(PALETTE)] for k in range(len(keys))]
+  for j, (key, colour) in enumerate(zip(keys, colours)):
+    draw.text((panel[0] * columns - 260 + 120 * j, 6), key, fill=colour)
+  for k, name in enumerate(names):
+    bins = by_attribute[name]
+    sub = Image.new('RGB', panel, 'white')
+    sub_draw = ImageDraw.Draw(sub)
+    axes = _Axes(sub_draw, panel, (-0.5, len(bins) - 0.5), (y_lo, 1.0), log_x=False,
+                 margin=(40, 20, 10, 40))
+    axes.frame([(j, f"{b['lo']:.3g}-{b['hi']:.3g}") for j, b in enumerate(bins)],
+               np.linspace(y_lo, 1, 6), name, '', '')
+    for key, colour in zip(keys, colours):
+      xy = [(axes.x(j), axes.y(b[key])) for j, b in enumerate(bins) if b.get(key) is not None]
+      if len(xy) > 1:
+        sub_draw.line(xy, fill=colour, width=2)
+      for px, py in xy:
+        sub_draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
+    image.paste(sub, ((k % columns) * panel[0], 24 + (k // columns) * panel[1]))
+  if path is not None:
+    image.save(path)
+  return image

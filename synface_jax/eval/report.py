@@ -13,6 +13,8 @@ closed-set rank-1/rank-5 and CMC, open-set DIR@FPIR (`eval.identification`). Wri
   report.md               one table: set x protocol x metric
   roc_PROTOCOL.png        one curve per pair set, log FAR axis
   hist_SET_PROTOCOL.png   genuine / impostor cosine similarity histograms
+  attributes_SET_PROTOCOL.png  rendered pair sets: accuracy and TAR@FAR by pose, lighting and
+                          expression bins (`eval.attributes`), also a table in report.md
   cmc.png                 one curve per identification set
 
 The model comes from the checkpoint's model.json (`load_embedder`). Protocol scores: insightface
@@ -26,7 +28,7 @@ from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 
-from synface_jax.eval import identification, metrics, plots, sets
+from synface_jax.eval import attributes, identification, metrics, plots, sets
 
 ROC_GRID = tuple(10.0 ** e for e in np.arange(-6, 0.25, 0.25))
 
@@ -123,6 +125,17 @@ def markdown(results: dict) -> str:
       note = '' if at['fpir_resolved'] else ' (too few distractors: FPIR 0)'
       lines.append(f"| {name} | open set ({o['enrolled']} enrolled, {o['nonmated_probes']} "
                    f"distractor probes) | DIR@FPIR={key} | {_fmt(at['dir'])}{note} |")
+  with_attributes = {n: e for n, e in results['verification'].items() if 'attributes' in e}
+  if with_attributes:
+    targets = results['far_targets']
+    lines += ['', '## By rendered attribute', '',
+              'Pairs binned by what the renderer drew (quantile bins; for a pair the harder face '
+              'counts). Accuracy: each pair decided by its fold\'s protocol threshold. TAR@FAR: at '
+              'the threshold where the whole set reaches that FAR, with the bin\'s own FAR in '
+              'brackets.', ''] + attributes.markdown_header(targets)
+    for name, entry in with_attributes.items():
+      for protocol, by_attribute in entry['attributes'].items():
+        lines += attributes.markdown_rows(name, protocol, by_attribute, targets)
   lines += ['', 'Figures: ' + ', '.join(f'[{p}]({p})' for p in results['figures']), '',
             'Accuracy and VAL are the 10-fold protocols of `synface_jax.evaluate`; AUC, EER and '
             'TAR@FAR use all pairs at once (insightface: cosine of flip-summed embeddings; synface: '
@@ -155,12 +168,22 @@ def run(embedder, pair_sources: Sequence[str], out_dir: str, *,
   done = 0
   for source in pair_sources:
     t0 = time.perf_counter()
-    images, issame = sets.load_pairs(source, renderer, progress=True)
+    images, issame, factors = sets.load_pairs_with_factors(source, renderer, progress=True)
     plain, flipped = _embed_both(embedder, fit_to_size(images, size))
     figures = verification_figures(plain, flipped, issame, protocols, far_targets)
     if 'insightface' in figures:
       figures['insightface']['far_target'] = 1e-3  # insightface_protocol's VAL@FAR target.
     name = _unique_name(sets.set_name(source), results['verification'])
+    by_attribute = None
+    if factors is not None:
+      by_attribute = attributes.attribute_figures(plain, flipped, issame, factors, protocols,
+                                                  far_targets)
+      keys = ['accuracy', f'tar@far={metrics.far_key(max(far_targets))}']
+      for protocol, panels in by_attribute.items():
+        path = f'attributes_{name}_{protocol}.png'
+        plots.attributes_png(os.path.join(out_dir, path), panels, keys,
+                             title=f'{name}, {protocol}: by rendered attribute')
+        results['figures'].append(path)
     for protocol in protocols:
       scores = pair_scores(plain, flipped, protocol)
       path = f'hist_{name}_{protocol}.png'
@@ -169,6 +192,8 @@ def run(embedder, pair_sources: Sequence[str], out_dir: str, *,
       results['figures'].append(path)
     results['verification'][name] = {'source': source, 'pairs': int(issame.size),
                                      'protocols': figures}
+    if by_attribute is not None:
+      results['verification'][name]['attributes'] = by_attribute
     done += 1
     summary = '; '.join(
         f"{p} acc {f['accuracy']:.4f} AUC {f['auc']:.4f} EER {f['eer']:.4f}"

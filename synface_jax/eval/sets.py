@@ -3,7 +3,8 @@
 Pair sources (images uint8 [2N, H, W, 3], rows 2k and 2k + 1 are pair k, issame bool [N]):
   lfw.bin             an insightface verification pack
   ROOT:pairs.txt      LFW's layout
-  pairs.npz           `images` and `issame` (what `python -m synface_jax.evaluate bin` writes)
+  pairs.npz           `images` and `issame` (what `python -m synface_jax.evaluate bin` writes),
+                      optionally `factor_pose`, `factor_lighting`, `factor_expression`
   synthetic[:N]       N pairs (default 6,000) rendered from held-out identities of a generator
 
 Labelled sources (images uint8 [M, H, W, 3], labels int [M]):
@@ -77,6 +78,9 @@ def _need_renderer(renderer, source):
     raise ValueError(f'{source}: synthetic sets need a generator')
 
 
+FACTOR_KEYS = ('pose', 'lighting', 'expression')  # What the attribute analysis reads.
+
+
 def load_pairs(source: str, renderer: Renderer | None = None,
                progress: bool = False) -> Tuple[np.ndarray, np.ndarray]:
   """(images uint8 [2N, H, W, 3], issame bool [N]) of a pair source (module docstring).
@@ -84,12 +88,23 @@ def load_pairs(source: str, renderer: Renderer | None = None,
   progress: log progress lines while decoding a .bin pack or pairs.txt images.
   Raises ValueError naming the source for any file that cannot be read.
   """
+  return load_pairs_with_factors(source, renderer, progress)[:2]
+
+
+def load_pairs_with_factors(source: str, renderer: Renderer | None = None,
+                            progress: bool = False):
+  """(images, issame, factors) of a pair source: factors is {'pose': [2N, 3], 'lighting':
+  [2N, 27], 'expression': [2N, 64]} (numpy) for rendered pairs, and for an .npz holding
+  `factor_pose`, `factor_lighting` and `factor_expression`; None for real pairs.
+
+  Raises ValueError naming the source for any file that cannot be read.
+  """
   from synface_jax import file_errors  # pylint: disable=g-import-not-at-top
   with file_errors.reading(source):
-    return _load_pairs(source, renderer, progress)
+    return _load_pairs_with_factors(source, renderer, progress)
 
 
-def _load_pairs(source, renderer, progress):
+def _load_pairs_with_factors(source, renderer, progress):
   kind, _, count = source.partition(':')
   if kind == 'synthetic':
     _need_renderer(renderer, source)
@@ -99,8 +114,10 @@ def _load_pairs(source, renderer, progress):
       num = int(count) if count else DEFAULT_SYNTHETIC_PAIRS
     except ValueError:
       raise ValueError(f'{source}: expected synthetic:N with N pairs, a multiple of 20') from None
-    return synthetic_pairs(renderer.generator, renderer.params, jax.random.key(renderer.seed), num,
-                           first_identity=renderer.first_identity)
+    images, issame, factors = synthetic_pairs(
+        renderer.generator, renderer.params, jax.random.key(renderer.seed), num,
+        first_identity=renderer.first_identity, return_factors=True)
+    return images, issame, {k: np.asarray(getattr(factors, k)) for k in FACTOR_KEYS}
   if source.endswith('.npz'):
     data = _load_npz(source, ('images', 'issame'))
     from synface_jax.evaluate import checked_issame  # pylint: disable=g-import-not-at-top
@@ -108,9 +125,16 @@ def _load_pairs(source, renderer, progress):
     if images.ndim != 4 or images.shape[0] != 2 * issame.size:
       raise ValueError(f'{source}: {images.shape[0]} images for {issame.size} pairs; expected '
                        f'{2 * issame.size} images [2N, H, W, 3]')
-    return images, issame
+    factors = None
+    with np.load(source, allow_pickle=False) as archive:
+      if all(f'factor_{k}' in archive.files for k in FACTOR_KEYS):
+        factors = {k: archive[f'factor_{k}'] for k in FACTOR_KEYS}
+    if factors is not None and any(v.shape[0] != images.shape[0] for v in factors.values()):
+      raise ValueError(f'{source}: factor_* arrays must have one row per image '
+                       f'({images.shape[0]})')
+    return images, issame, factors
   from synface_jax.evaluate import load_pair_source
-  return load_pair_source(source, progress)
+  return (*load_pair_source(source, progress), None)
 
 
 def _parse_grid(source: str) -> Tuple[int, int]:

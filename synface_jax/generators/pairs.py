@@ -42,31 +42,39 @@ def to_uint8(images):
   return np.asarray(jnp.clip(jnp.round((images + 1.0) * 127.5), 0, 255)).astype(np.uint8)
 
 
-def render_identities(generator, params, key, identity_ids, batch_size: int = 64):
+def render_identities(generator, params, key, identity_ids, batch_size: int = 64,
+                      return_factors: bool = False):
   """uint8 images [len(ids), H, W, 3] of the given pool identities, one nuisance draw each.
 
   Image i uses the nuisance key fold_in(key, i), so results do not depend on batch_size.
+  return_factors: also return the Factors each image was rendered from (numpy, leading axis
+  len(ids)), for analyses by pose, lighting and expression.
   """
   def one_batch(params, ids, index):
     coeffs = jax.vmap(generator.identity, in_axes=(None, 0))(params, ids)
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
     factors = jax.vmap(generator.sample)(keys, coeffs)
-    return generator.render(params, factors)[0]
+    return generator.render(params, factors)[0], factors
 
   step = jax.jit(one_batch)
   ids = np.asarray(identity_ids)
-  out = []
+  out, drawn = [], []
   for start in range(0, len(ids), batch_size):
     chunk = ids[start:start + batch_size]
     pad = batch_size - len(chunk)
     padded = np.concatenate([chunk, np.full(pad, chunk[-1])]) if pad else chunk
     index = np.arange(start, start + batch_size)
-    out.append(to_uint8(step(params, jnp.asarray(padded, jnp.int32), jnp.asarray(index)))[:len(chunk)])
-  return np.concatenate(out)
+    images, factors = step(params, jnp.asarray(padded, jnp.int32), jnp.asarray(index))
+    out.append(to_uint8(images)[:len(chunk)])
+    drawn.append(jax.tree.map(lambda v: np.asarray(v)[:len(chunk)], factors))
+  images = np.concatenate(out)
+  if return_factors:
+    return images, jax.tree.map(lambda *v: np.concatenate(v), *drawn)
+  return images
 
 
 def synthetic_pairs(generator, params, key, num_pairs: int = 6000, first_identity=None,
-                    num_identities=None, batch_size: int = 64):
+                    num_identities=None, batch_size: int = 64, return_factors: bool = False):
   """Renders verification pairs of held-out identities.
 
   Args:
@@ -78,9 +86,11 @@ def synthetic_pairs(generator, params, key, num_pairs: int = 6000, first_identit
       disjoint from the training pool 0 .. num_identities - 1.
     num_identities: how many held-out identities to draw from (default max(20, N // 6)).
     batch_size: images rendered per call.
+    return_factors: also return the Factors of the 2N images (see render_identities).
 
   Returns:
-    (images uint8 [2N, H, W, 3], issame bool [N]); images 2k and 2k + 1 are pair k.
+    (images uint8 [2N, H, W, 3], issame bool [N]); images 2k and 2k + 1 are pair k. With
+    return_factors, (images, issame, factors).
   """
   if first_identity is None:
     first_identity = int(getattr(generator, 'num_identities'))
@@ -88,5 +98,8 @@ def synthetic_pairs(generator, params, key, num_pairs: int = 6000, first_identit
     num_identities = max(2 * NUM_FOLDS, num_pairs // 6)
   seed = int(jax.random.randint(key, (), 0, 2 ** 31 - 1))
   ids, issame = pair_identities(seed, num_pairs, first_identity, num_identities)
-  images = render_identities(generator, params, jax.random.fold_in(key, 1), ids, batch_size)
-  return images, issame
+  rendered = render_identities(generator, params, jax.random.fold_in(key, 1), ids, batch_size,
+                               return_factors)
+  if return_factors:
+    return rendered[0], issame, rendered[1]
+  return rendered, issame
