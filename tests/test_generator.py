@@ -132,25 +132,6 @@ def test_morphology_moves_shape_and_texture_together(gen, params):
   assert beard[0] > 0.8 and beard[1] < 0.05
 
 
-def test_ancestry_axes_move_shape_tone_and_hair_together(gen, params):
-  from synface_jax.generators.procedural import generator as generator_lib, shape_basis, texture
-  surface_fields = dict(zip(shape_basis.IDENTITY_NAMES, _named_fields(gen)))
-  rest = np.stack(generator_lib._deform(params, _neutral()), -1)[0]
-  for axis in ('ancestry_a', 'ancestry_b'):
-    want = sum(w * surface_fields[name] for name, w in shape_basis.MORPHOLOGY[axis].items())
-    one = _neutral()._replace(identity=jnp.zeros((1, 160)).at[0, 80 + texture.NAMES.index(axis)].set(1.0))
-    moved = np.stack(generator_lib._deform(params, one), -1)[0]
-    np.testing.assert_allclose(moved - rest, want, atol=2e-4 * np.abs(want).max() + 1e-6)
-  # Skin tone follows ancestry_a (darker), hair colour ancestry_b (darker); neither moves the other.
-  coeffs = np.zeros((4, 80), np.float32)
-  coeffs[:, texture.NAMES.index('ancestry_a')] = [2.0, -2.0, 0.0, 0.0]
-  coeffs[:, texture.NAMES.index('ancestry_b')] = [0.0, 0.0, 2.0, -2.0]
-  p = texture.decode(jnp.asarray(coeffs))
-  tone, hair = np.asarray(p['tone'])[:, 0], np.asarray(p['hair']).sum(1)
-  assert tone[0] > tone[1] + 0.3 and abs(tone[2] - tone[3]) < 1e-6
-  assert hair[2] < hair[3] and np.all(np.isfinite(hair))
-
-
 def test_glasses_frame_the_eyes_of_those_who_wear_them():
   from synface_jax.generators.procedural import fields, shader, texture
   coeffs = np.zeros((2, 80), np.float32)

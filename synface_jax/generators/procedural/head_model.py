@@ -80,8 +80,7 @@ def build(resolution: float = 1.0) -> ProceduralHead:
   mean = features.mean_shape(base_points, base_normals, uv, mouth).astype(np.float32)
   surface = shape_basis.Surface(uv, mouth, base_points, base_normals)
   ident = shape_basis.identity_basis(surface).astype(np.float32)
-  # The texture half of the identity moves the shape only through its morphology coefficients
-  # (sex, age, build, ancestry).
+  # The texture half of the identity moves the shape only through sex, age and build.
   texture_fields = np.zeros_like(ident)
   for name, field in shape_basis.morphology_fields(surface).items():
     texture_fields[texture.NAMES.index(name)] = field

@@ -149,7 +149,7 @@ def _random_fields(s: Surface, count, seed, region, amplitude, num_bumps):
   return out
 
 
-# How sex (+ male), age (+ older), build (+ heavier) and the ancestry axes move the named identity fields: a coefficient
+# How sex (+ male), age (+ older) and build (+ heavier) move the named identity fields: a coefficient
 # of 1 in one of them is about one standard deviation of each named field it moves.
 MORPHOLOGY = {
     'sex': {'jaw_width': 0.6, 'chin_width': 0.5, 'chin_down': 0.3, 'brow_ridge': 0.9,
@@ -162,18 +162,11 @@ MORPHOLOGY = {
             'ear_size': 0.4, 'jaw_angle': -0.3, 'temples': -0.4},
     'build': {'cheek_fat': 1.0, 'face_round': 0.9, 'face_width': 0.6, 'jaw_angle': 0.5,
               'neck': 0.8, 'chin_down': 0.3, 'cheekbones': -0.5, 'eye_size': -0.2},
-    # Ancestry axes (with skin tone, hair colour and eye opening in `texture.decode`).
-    'ancestry_a': {'nose_width': 0.8, 'nostril_flare': 0.6, 'nose_bridge': -0.5, 'nose_tip': -0.3,
-                   'upper_lip': 0.7, 'lower_lip': 0.7, 'lips_forward': 0.6, 'mouth_width': 0.3,
-                   'brow_ridge': 0.3, 'head_length': 0.3, 'forehead': 0.3},
-    'ancestry_b': {'nose_bridge': -0.7, 'brow_ridge': -0.3, 'eye_depth': -0.2, 'cheekbones': 0.6,
-                   'face_width': 0.4, 'upper_lid': 0.8, 'eye_tilt': 0.5, 'face_round': 0.3,
-                   'nose_tip': -0.3, 'head_length': -0.3},
 }
 
 
 def morphology_fields(s: Surface):
-  """{name: [V, 3]}: the shape change of one unit of each morphology coefficient."""
+  """{name: [V, 3]}: the shape change of one unit of each of sex, age and build."""
   named = dict(zip(IDENTITY_NAMES, _identity_named(s)))
   return {morph: sum(w * named[field] for field, w in weights.items())
           for morph, weights in MORPHOLOGY.items()}

@@ -20,12 +20,8 @@ NAMES = (
     # Morphology: sex (bimodal, + male), age (+ older) and build (+ heavier). They move the shape
     # too (`shape_basis.morphology_fields`) and the attributes that go with them here.
     'sex', 'age', 'build',
-    # Ancestry: two axes of features that vary together across human populations (skin tone,
-    # nose, lips, brow ridge, eye region, cheekbones, hair colour), so faces differ in the
-    # correlated ways real faces do rather than one independent feature at a time.
-    'ancestry_a', 'ancestry_b',
 )
-MORPHOLOGY = ('sex', 'age', 'build', 'ancestry_a', 'ancestry_b')
+MORPHOLOGY = ('sex', 'age', 'build')
 NUM_PATTERNS = 80 - len(NAMES)
 # Regions (u, v, su, sv) the albedo patterns tint; mirrored regions share a tint.
 PATTERN_REGIONS = np.array([
@@ -69,13 +65,11 @@ def decode(coeffs):
   male = sig(3.0 * t['sex'])      # ~1 for men, ~0 for women; mixed identities in between.
   female = 1.0 - male
   age = t['age']
-  anc_a, anc_b = t['ancestry_a'], t['ancestry_b']
-  # Tone keeps its spread (0.75^2 + 0.66^2 ~ 1) but now goes with ancestry_a.
-  tone = sig(1.3 * (0.75 * t['skin_tone'] + 0.66 * anc_a) - 0.45)
+  tone = sig(1.3 * t['skin_tone'] - 0.45)
   skin = _palette(_SKIN, tone)
   skin = skin * (1 + 0.07 * jnp.tanh(t['skin_red'])[:, None] * jnp.array([1.0, -0.6, -0.6]))
   skin = skin * (1 + 0.05 * jnp.tanh(t['skin_yellow'])[:, None] * jnp.array([0.2, 0.3, -1.0]))
-  hair_pos = sig(1.4 * t['hair_dark'] + 1.3 + 1.5 * tone + 0.8 * anc_b)
+  hair_pos = sig(1.4 * t['hair_dark'] + 1.3 + 1.5 * tone)
   hair = _palette(_HAIR, hair_pos)
   hair = hair * (1 + 0.25 * jnp.tanh(t['hair_warm'])[:, None] * jnp.array([0.6, -0.1, -0.6]))
   grey = sig(2.0 * (t['hair_grey'] - 1.6 + 0.9 * age))[:, None]
@@ -113,7 +107,7 @@ def decode(coeffs):
       'stubble': col(male * 0.5 * sig(2.0 * (t['stubble'] - 0.1))),
       'eye_shadow': col(0.2 + 0.07 * jnp.tanh(t['eye_shadow']) + 0.12 * female * sig(2.0 * t['eye_shadow'])),
       'blush': col(0.05 + 0.03 * jnp.tanh(t['blush'])),
-      'eye_open': col(1.0 + 0.18 * jnp.tanh(t['eye_open']) - 0.06 * jnp.tanh(anc_b)),
+      'eye_open': col(1.0 + 0.18 * jnp.tanh(t['eye_open'])),
       'eye_width': col(0.135 + 0.014 * jnp.tanh(t['eye_width'])),
       'eye_tilt': col(0.022 * jnp.tanh(t['eye_tilt'])),
       'lip_height': col(1.0 + 0.15 * jnp.tanh(t['lip_height']) + 0.12 * female - 0.1 * jnp.tanh(age)),
