@@ -48,6 +48,16 @@ class Judge(Protocol):
     """uint8 [N, H, W, 3] RGB -> (detected bool [N], embeddings float [N, D])."""
 
 
+def _model_dir(package: str) -> str:
+  """The `models` folder of an installed package, found without importing it (the
+  face_recognition_models package imports pkg_resources, which setuptools >= 81 no longer ships)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.find_spec(package)
+  if spec is None or not spec.submodule_search_locations:
+    raise ImportError(f'no module named {package!r}')
+  return os.path.join(list(spec.submodule_search_locations)[0], 'models')
+
+
 class DlibJudge:
   """dlib's face detector (HOG), 5-point shape predictor and ResNet descriptor (LFW 99.38%).
 
@@ -61,14 +71,15 @@ class DlibJudge:
   def __init__(self):
     try:
       import dlib  # pylint: disable=g-import-not-at-top
-      import face_recognition_models as models  # pylint: disable=g-import-not-at-top
+      models = _model_dir('face_recognition_models')
     except ImportError as e:
       raise RuntimeError("the dlib judge needs the optional extra: pip install -e '.[judge]' "
                          f'({e})') from None
     self._dlib = dlib
     self._detector = dlib.get_frontal_face_detector()
-    self._predictor = dlib.shape_predictor(models.pose_predictor_five_point_model_location())
-    self._encoder = dlib.face_recognition_model_v1(models.face_recognition_model_location())
+    self._predictor = dlib.shape_predictor(os.path.join(models, 'shape_predictor_5_face_landmarks.dat'))
+    self._encoder = dlib.face_recognition_model_v1(
+        os.path.join(models, 'dlib_face_recognition_resnet_model_v1.dat'))
 
   def __call__(self, images):
     found, embeddings = [], []

@@ -148,6 +148,25 @@ def test_glasses_frame_the_eyes_of_those_who_wear_them():
   assert 0.05 < np.mean(share > 0.5) < 0.2
 
 
+def test_hair_styles_fringe_and_hair_beside_the_face():
+  from synface_jax.generators.procedural import shader, texture
+  coeffs = np.zeros((2, 80), np.float32)
+  name = lambda n: texture.NAMES.index(n)
+  coeffs[:, name('sex')] = -1.1  # Women: long hair.
+  coeffs[:, name('hair_length')] = 2.0
+  coeffs[:, name('fringe')] = [3.0, -3.0]
+  coeffs[:, name('hair_side')] = [3.0, -3.0]
+  p = texture.decode(jnp.asarray(coeffs))
+  # Mid-forehead, between the brows, beside the cheek (in front of the ear at mouth level), the nose.
+  u = jnp.asarray(np.array([[0.0, 0.0, 1.05, 0.0]] * 2), jnp.float32)
+  v = jnp.asarray(np.array([[0.47, 0.2, -0.6, -0.3]] * 2), jnp.float32)
+  hair = np.asarray(shader._hair(u, v, p)[0])
+  # With a fringe and long side hair: hair on the forehead and beside the face; never between the
+  # brows or on the nose. Without: bare forehead and cheek.
+  np.testing.assert_allclose(hair[0], [1.0, 0.0, 1.0, 0.0], atol=0.05)
+  np.testing.assert_allclose(hair[1], [0.0, 0.0, 0.0, 0.0], atol=0.05)
+
+
 def _named_fields(gen):
   from synface_jax.generators.procedural import grid as grid_lib, shape_basis, skull, features
   g = grid_lib.make_grid(gen.resolution)

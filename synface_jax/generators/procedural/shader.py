@@ -276,6 +276,11 @@ def _hair(u, v, p):
   """
   phase = 3.7 * p['hairline'] + 1.3 * p['temples']  # per identity, so hairlines differ
   line = f.hairline(u, p['hairline'], p['temples'], p['sideburn'], p['hair_length'])
+  a = jnp.abs(u)
+  fringe = 0.36 + p['fringe_tilt'] * u + 0.35 * u * u
+  line = line - p['fringe'] * jnp.maximum(line - fringe, 0.0) * f.smoothstep(0.8, 0.55, a)
+  side = 0.45 - 1.4 * f.smoothstep(0.62, 0.95, a)
+  line = line - p['hair_side'] * jnp.maximum(line - side, 0.0) * f.smoothstep(0.55, 0.7, a)
   line = line + 0.014 * f.wave(5.3 * u + phase) + 0.007 * f.wave(13.1 * u - phase)
   fuzz = 0.008 * f.wave(11.0 * u + 2.0 * v)
   mask = f.smoothstep(line - 0.022, line + 0.03, v + fuzz)

@@ -2,7 +2,7 @@
 
 Coefficients are standard normal under the identity prior (sex is bimodal, see `priors.identity`).
 The first ones are named attributes (skin tone, hair colour, hairline, brows, eyes, lips, facial
-hair, skin marks, glasses, and the sex, age and build that shift several of them together); the rest are low-frequency
+hair, skin marks, glasses, hair styles (fringe, hair beside the face), and the sex, age and build that shift several of them together); the rest are low-frequency
 albedo patterns (patchy tints over regions of the face). `decode` turns the coefficients of a batch
 into the parameters the shader consumes, each a [B, 1] column that broadcasts over pixels.
 """
@@ -16,7 +16,7 @@ NAMES = (
     'brow_arch', 'brow_height', 'iris_hue', 'iris_light', 'lip_red', 'lip_dark',
     'beard', 'moustache', 'stubble', 'eye_shadow', 'blush', 'eye_open', 'eye_width',
     'eye_tilt', 'lip_height', 'brow_tilt', 'freckles', 'mole_u', 'mole_v', 'mole', 'glasses',
-    'frame',
+    'frame', 'fringe', 'fringe_tilt', 'hair_side',
     # Morphology: sex (bimodal, + male), age (+ older) and build (+ heavier). They move the shape
     # too (`shape_basis.morphology_fields`) and the attributes that go with them here.
     'sex', 'age', 'build',
@@ -79,6 +79,7 @@ def decode(coeffs):
   lip_red = 0.06 * jnp.tanh(t['lip_red']) + 0.08 * female * sig(2.0 * t['lip_red'] + 1.0)
   lip = skin * jnp.array([0.86, 0.64, 0.66]) * (1 + lip_red[:, None] * jnp.array([0.5, -1, -1]))
   lip = lip * (1 - 0.12 * sig(t['lip_dark']))[:, None]
+  hair_length = 0.9 * sig(2.2 * (t['hair_length'] - 0.8 + 1.9 * female))
   patterns = jnp.einsum('bk,krc->brc', coeffs[:, len(NAMES):], jnp.asarray(_MIX))
   col = lambda x: x[:, None]
   return {
@@ -88,10 +89,16 @@ def decode(coeffs):
       'hairline': col(0.6 + 0.07 * jnp.tanh(0.8 * t['hairline'])
                       + 0.22 * sig(3 * (t['hairline'] - 1.8 + 0.7 * male * age))),
       'temples': col(0.48 + 0.08 * jnp.tanh(t['temples']) + 0.1 * male * sig(2.0 * age - 0.5)),
-      'hair_length': col(0.9 * sig(2.2 * (t['hair_length'] - 0.8 + 1.9 * female))),
+      'hair_length': col(hair_length),
       'sideburn': col(-0.05 - 0.15 * sig(1.5 * t['sideburns'])),
+      # A fringe brings the hairline down towards the brows (more often for women), straight or
+      # swept to one side; long hair may fall beside the face to the jaw.
+      'fringe': col(sig(2.5 * (t['fringe'] - 1.0 + 0.6 * female))),
+      'fringe_tilt': col(0.15 * jnp.tanh(t['fringe_tilt'])),
+      'hair_side': col(hair_length * sig(2.0 * t['hair_side'] + 0.5)),
       'brow_dark': col(0.55 + 0.3 * sig(t['brow_dark'])),
-      'brow_thick': col(0.022 + 0.008 * male + 0.009 * jnp.tanh(t['brow_thick'])),
+      # Brows about 4 to 9 mm deep (at half cover) at their inner end, fuller on men.
+      'brow_thick': col(0.034 + 0.008 * male + 0.012 * jnp.tanh(t['brow_thick'])),
       'brow_arch': col(0.025 + 0.012 * female + 0.015 * jnp.tanh(t['brow_arch'])),
       'brow_height': col(0.205 + 0.02 * female + 0.02 * jnp.tanh(t['brow_height'])),
       'brow_tilt': col(0.04 * jnp.tanh(t['brow_tilt'])),
@@ -100,9 +107,9 @@ def decode(coeffs):
       'stubble': col(male * 0.5 * sig(2.0 * (t['stubble'] - 0.1))),
       'eye_shadow': col(0.2 + 0.07 * jnp.tanh(t['eye_shadow']) + 0.12 * female * sig(2.0 * t['eye_shadow'])),
       'blush': col(0.05 + 0.03 * jnp.tanh(t['blush'])),
-      'eye_open': col(1.0 + 0.12 * jnp.tanh(t['eye_open'])),
-      'eye_width': col(0.135 + 0.01 * jnp.tanh(t['eye_width'])),
-      'eye_tilt': col(0.015 * jnp.tanh(t['eye_tilt'])),
+      'eye_open': col(1.0 + 0.18 * jnp.tanh(t['eye_open'])),
+      'eye_width': col(0.135 + 0.014 * jnp.tanh(t['eye_width'])),
+      'eye_tilt': col(0.022 * jnp.tanh(t['eye_tilt'])),
       'lip_height': col(1.0 + 0.15 * jnp.tanh(t['lip_height']) + 0.12 * female - 0.1 * jnp.tanh(age)),
       'wrinkles': col(sig(2.0 * (age - 0.6))),
       'freckles': col(0.6 * sig(2.5 * (t['freckles'] - 1.3)) * (1.2 - tone)),
