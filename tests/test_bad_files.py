@@ -441,7 +441,7 @@ def test_file_errors_describe():
 def test_main_names_a_damaged_pair_pack_and_an_unknown_generator(tmp_path):
   import subprocess
   import sys
-  from conftest import REPO
+  from conftest import REPO, subprocess_env
   pack = _write(tmp_path, 'lfw.bin', pickle.dumps(([_face(1)] * 20, [True] * 10))[:-40])
   base = [sys.executable, os.path.join(REPO, 'tests', 'toy_main.py'),
           f'--config={os.path.join(REPO, "configs", "synthetic.py")}',
@@ -449,7 +449,7 @@ def test_main_names_a_damaged_pair_pack_and_an_unknown_generator(tmp_path):
           '--config.model.width=0.0625', '--config.model.input_size=(32,32)',
           '--config.synthetic.num_identities=8', '--config.optim.batch_size=8',
           '--config.num_train_steps=2', '--config.compilation_cache_dir=off']
-  env = dict(os.environ, XLA_FLAGS='')
+  env = subprocess_env()
   missing = [f'--config={tmp_path / "nope.py"}']
   for extra, name, workdir in (
       (missing, 'nope.py', 'w0'),

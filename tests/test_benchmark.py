@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, subprocess_env
 from synface_jax import benchmark
 
 
@@ -31,7 +31,7 @@ def test_million_class_head_trains_a_step_on_8_devices():
       [sys.executable, '-m', 'synface_jax.benchmark', 'head', '--classes', '1000000',
        '--devices', '8', '--arch', 'r18', '--width', '0.0625', '--size', '32x32', '--batch', '16',
        '--steps', '1'], cwd=REPO, capture_output=True, text=True, timeout=900,
-      env={**os.environ, 'XLA_FLAGS': ''})
+      env=subprocess_env())
   assert proc.returncode == 0, proc.stderr[-3000:]
   (result,) = _json_lines(proc.stdout)
   assert result['devices'] == 8 and result['mesh'] == {'data': 1, 'model': 8}

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from conftest import REPO, reference_file
+from conftest import REPO, reference_file, subprocess_env
 from synface_jax import benchmark
 from synface_jax.data import __main__ as cli
 
@@ -15,7 +15,7 @@ from test_data_folder import make_folder
 
 def test_stats_prints_one_json_line_and_errors_exit_1(tmp_path):
   rec = reference_file('insightface_synface', 'train.rec').parent
-  env = dict(os.environ, XLA_FLAGS='')
+  env = subprocess_env()
   proc = subprocess.run([sys.executable, '-m', 'synface_jax.data', 'stats', str(rec)], cwd=REPO,
                         env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]

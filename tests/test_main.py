@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, subprocess_env
 
 SIZE = 32
 
@@ -43,7 +43,7 @@ def dataset(tmp_path_factory):
 
 
 def _main(workdir, data, steps):
-  env = dict(os.environ, XLA_FLAGS='', PYTHONUNBUFFERED='1')
+  env = subprocess_env()
   args = [
       sys.executable, '-m', 'synface_jax.main', '--config=configs/real.py', f'--workdir={workdir}',
       f'--config.real.path={data / "train"}', '--config.model.arch=r18',

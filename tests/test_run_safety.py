@@ -12,7 +12,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import REPO
+from conftest import REPO, subprocess_env
 from synface_jax import checkpointing, config as config_lib, sharding, train
 from test_train import BATCH, NUM_REAL, SIZE, real_batch, tiny_config, tiny_model
 import toy_main  # noqa: F401  (registers the 'toy' generator)
@@ -254,7 +254,7 @@ def test_sigterm_saves_and_exits_zero(tmp_path, signum):
           '--config.num_train_steps=100000',
           '--config.log_every_steps=1', '--config.checkpoint_every_steps=100000',
           '--config.mesh.data=1']
-  env = dict(os.environ, XLA_FLAGS='', PYTHONUNBUFFERED='1')
+  env = subprocess_env()
   proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
   log = []
