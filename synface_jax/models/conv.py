@@ -108,11 +108,16 @@ def _phased(dy, w, x_shape, strides, pads, precision):
     cols = []
     for rw in range(sw):
       # Kernel of this phase: tap j (of th) is w[rh + sh * (th - 1 - j)], zero beyond the kernel.
+      # Taps beyond the kernel come first in j; they are left out (no zero multiply-adds).
       taps_h = [rh + sh * (th - 1 - j) for j in range(th)]
       taps_w = [rw + sw * (tw - 1 - j) for j in range(tw)]
-      k = jnp.stack([jnp.stack([w[a, b] if a < kh and b < kw else jnp.zeros_like(w[0, 0])
-                                for b in taps_w]) for a in taps_h])    # [th, tw, in, out]
-      cols.append(lax.conv_general_dilated(dyp, k.swapaxes(2, 3), (1, 1), 'VALID',
+      j0h, j0w = sum(a >= kh for a in taps_h), sum(b >= kw for b in taps_w)
+      if j0h == th or j0w == tw:  # No tap reaches this phase (stride wider than the kernel).
+        cols.append(jnp.zeros((n, uh, uw, cin), dy.dtype))
+        continue
+      k = w[jnp.asarray(taps_h[j0h:])][:, jnp.asarray(taps_w[j0w:])]   # [th', tw', in, out]
+      window = dyp[:, j0h:j0h + uh + th - j0h - 1, j0w:j0w + uw + tw - j0w - 1]
+      cols.append(lax.conv_general_dilated(window, k.swapaxes(2, 3), (1, 1), 'VALID',
                                            dimension_numbers=_NHWC, precision=precision))
     rows.append(jnp.stack(cols, 3))                                    # [B, uh, uw, sw, C]
   phases = jnp.stack(rows, 2)                                          # [B, uh, sh, uw, sw, C]
