@@ -128,7 +128,7 @@ def _step_runner(args, classes: int):
 
   run(1)  # The first step: warm-up, and the end of "time to first step".
   info = {'compiled': compiled, 'compile_s': compile_s, 'mesh': mesh, 'num_classes': num_classes,
-          'holder': holder, 'model': model, 'real': real}
+          'holder': holder, 'model': model, 'real': real, 'args': (gen_params, real, key)}
   return run, info
 
 
@@ -197,6 +197,10 @@ def bench_step(args, classes: int | None = None) -> dict:
         'speed_ratio': round(peer_s / step_s, 3)})  # > 1: ours is faster.
   if args.peak_tflops:
     result['mfu'] = round(flops / step_s / (args.peak_tflops * 1e12 * jax.device_count()), 4)
+  if getattr(args, 'profile', ''):  # Last: the traced call consumes the (donated) state.
+    from synface_jax import op_profile
+    result['op_seconds'] = op_profile.profile(compiled, (holder['state'], *info['args']),
+                                              args.profile)
   return result
 
 
@@ -403,6 +407,9 @@ def main(argv=None):
   parser.add_argument('--steps', type=int, default=10)
   parser.add_argument('--repeats', type=int, default=3,
                       help='step: timed runs of --steps steps each; median and spread are printed')
+  parser.add_argument('--profile', default='',
+                      help='step: trace one more step into this folder and print the op time by '
+                           'kind (convolutions forward / input / kernel gradient, elementwise, ...)')
   parser.add_argument('--peer', default='', choices=('', 'torch'),
                       help='step: also time the same step in PyTorch (insightface layout), '
                            'alternating with ours, and print the ratio (needs the [bench] extra)')

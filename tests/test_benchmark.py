@@ -15,13 +15,15 @@ def _json_lines(text):
   return [json.loads(line) for line in text.splitlines() if line.startswith('{')]
 
 
-def test_step_and_mixup_print_figures(capsys):
+def test_step_and_mixup_print_figures(capsys, tmp_path):
   benchmark.main(['step', '--arch', 'r18', '--width', '0.0625', '--size', '32x32', '--batch', '8',
-                  '--classes', '16', '--steps', '2'])
+                  '--classes', '16', '--steps', '2', '--profile', str(tmp_path)])
   benchmark.main(['mixup', '--batch', '8', '--size', '32x32', '--steps', '2'])
   step, mix = _json_lines(capsys.readouterr().out)
   assert step['images_per_s'] > 0 and step['ms_per_step'] > 0 and step['compile_s'] > 0
   assert step['flops_per_step'] > 0 and np.isfinite(step['loss'])
+  ops = step['op_seconds']  # The traced step: its convolutions, forward and both gradients.
+  assert {'conv forward', 'conv kernel gradient'} <= set(ops) and all(v >= 0 for v in ops.values())
   assert mix['images_per_s'] > 0
 
 
