@@ -57,6 +57,7 @@ def _config(args, classes):
   c.model.input_size = tuple(args.size)
   c.optim.batch_size = args.batch
   c.real.path = '<random images>'
+  c.mesh.head_on_data = getattr(args, 'head_on_data', False)
   if args.regime != 'real':
     c.synthetic.num_identities = classes
     c.generator = _generator_config(args)
@@ -85,10 +86,12 @@ def _generator_config(args) -> dict:
   return ml_collections.ConfigDict(config)
 
 
-def bench_step(args, classes: int | None = None) -> dict:
-  """One full train step (backbone + head + loss + SGD) on random data; donated state."""
+def _step_runner(args, classes: int):
+  """Builds and compiles the train step; returns (run(steps) -> s/step, first run's result, info).
+
+  run chains the donated state through the calls and blocks on the last one.
+  """
   from synface_jax import generators, sharding, train
-  classes = classes or args.classes[0]
   config = _config(args, classes)
   mesh = sharding.make_mesh(-1, args.model_axis)
   model = train.create_model(config)
@@ -96,7 +99,8 @@ def bench_step(args, classes: int | None = None) -> dict:
   tx = train.make_optimizer(config, schedule)
   num_real = classes if args.regime != 'synthetic' else 0
   num_classes = (classes if args.regime != 'real' else 0) + num_real
-  state = train.init_state(model, tx, num_classes, jax.random.key(0), mesh, tuple(args.size))
+  state = train.init_state(model, tx, num_classes, jax.random.key(0), mesh, tuple(args.size),
+                           config.mesh.head_on_data)
   generator = gen_params = None
   if args.regime != 'real':
     generator = generators.get_generator(config.generator)
@@ -114,40 +118,146 @@ def bench_step(args, classes: int | None = None) -> dict:
   t0 = time.perf_counter()
   compiled = step.lower(state, gen_params, real, key).compile()
   compile_s = time.perf_counter() - t0
+  holder = {'state': state, 'metrics': None}
+
+  def run(steps: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(steps):  # The state is donated, so each call takes the previous one's.
+      holder['state'], holder['metrics'] = compiled(holder['state'], gen_params, real, key)
+    jax.block_until_ready(holder)
+    return (time.perf_counter() - t0) / steps
+
+  run(1)  # The first step: warm-up, and the end of "time to first step".
+  info = {'compiled': compiled, 'compile_s': compile_s, 'mesh': mesh, 'num_classes': num_classes,
+          'holder': holder, 'model': model, 'real': real, 'args': (gen_params, real, key)}
+  return run, info
+
+
+def _median_spread(values) -> tuple:
+  """(median, (max - min) / median) of a list of timings."""
+  values = np.asarray(values, np.float64)
+  median = float(np.median(values))
+  return median, float((values.max() - values.min()) / median) if median else 0.0
+
+
+def bench_step(args, classes: int | None = None) -> dict:
+  """One full train step (backbone + head + loss + SGD) on random data; donated state.
+
+  --repeats N times `--steps` steps; with --peer torch, the torch peer runs the same number of
+  steps right after each of ours (alternating), and the ratio of the medians is printed.
+  """
+  from synface_jax import startup
+  classes = classes or args.classes[0]
+  peer = getattr(args, 'peer', '')
+  peer_run = peer_info = None
+  if peer == 'torch':
+    from synface_jax import torch_peer  # Needs torch: the [bench] extra.
+    peer_run, peer_info = torch_peer.make_runner(args.arch, args.batch, args.size, classes,
+                                                 args.width)
+  run, info = _step_runner(args, classes)
+  first_step_s = startup.seconds_since_process_start()
+  compiled, holder = info['compiled'], info['holder']
+  ours, theirs = [], []
+  for _ in range(max(1, getattr(args, 'repeats', 1))):
+    ours.append(run(args.steps))
+    if peer_run is not None:
+      theirs.append(peer_run(args.steps))
+  step_s, spread = _median_spread(ours)
   flops = _flops(compiled)
-  state, _ = compiled(state, gen_params, real, key)  # Warm-up; the state is donated, so chain it.
-  jax.block_until_ready(state)
-  t0 = time.perf_counter()
-  for _ in range(args.steps):
-    state, metrics = compiled(state, gen_params, real, key)
-  jax.block_until_ready((state, metrics))
-  step_s = (time.perf_counter() - t0) / args.steps
+  state, metrics = holder['state'], holder['metrics']
   head_shard = state.params['head'].addressable_shards[0]
   device0 = head_shard.device
   state_bytes = sum(s.data.nbytes for leaf in jax.tree.leaves(state)
                     for s in leaf.addressable_shards if s.device == device0)
   memory = compiled.memory_analysis()
+  mesh = info['mesh']
   result = {
       'benchmark': 'step', 'device': str(jax.devices()[0].device_kind), 'devices': jax.device_count(),
       'arch': args.arch, 'width': args.width, 'dtype': args.dtype, 'regime': args.regime,
       'augment_renders': args.augment_renders,
-      'batch': args.batch, 'classes': num_classes, 'input_size': list(args.size),
-      'compile_s': round(compile_s, 3), 'ms_per_step': round(step_s * 1e3, 3),
-      'images_per_s': round(args.batch / step_s, 1), 'flops_per_step': flops,
+      'batch': args.batch, 'classes': info['num_classes'], 'input_size': list(args.size),
+      'compile_s': round(info['compile_s'], 3),
+      'time_to_first_step_s': None if first_step_s is None else round(first_step_s, 3),
+      'ms_per_step': round(step_s * 1e3, 3), 'images_per_s': round(args.batch / step_s, 2),
+      'repeats': len(ours), 'spread': round(spread, 3),
+      'ms_per_step_each': [round(v * 1e3, 1) for v in ours],
+      'flops_per_step': flops,
       'tflops_per_s': round(flops / step_s / 1e12, 3), 'mesh': dict(mesh.shape),
       'head_shape': list(state.params['head'].shape),
       'head_bytes_per_device': head_shard.data.nbytes, 'state_bytes_per_device': state_bytes,
       'temp_bytes_per_device': getattr(memory, 'temp_size_in_bytes', None),
+      'conv_kernel': _conv_kernel_name(),
       'loss': float(metrics.compute()['loss'])}
+  if peer_run is not None:
+    peer_s, peer_spread = _median_spread(theirs)
+    result.update({
+        'peer': f'torch {peer_info["torch"]} ({peer_info["threads"]} threads)',
+        'peer_ms_per_step': round(peer_s * 1e3, 3), 'peer_images_per_s': round(args.batch / peer_s, 2),
+        'peer_spread': round(peer_spread, 3), 'peer_ms_per_step_each': [round(v * 1e3, 1) for v in theirs],
+        'peer_loss': round(peer_info['loss']['loss'], 4),
+        'speed_ratio': round(peer_s / step_s, 3)})  # > 1: ours is faster.
   if args.peak_tflops:
     result['mfu'] = round(flops / step_s / (args.peak_tflops * 1e12 * jax.device_count()), 4)
+  if getattr(args, 'profile', ''):  # Last: the traced call consumes the (donated) state.
+    from synface_jax import op_profile
+    result['op_seconds'] = op_profile.profile(compiled, (holder['state'], *info['args']),
+                                              args.profile)
   return result
 
 
+def _conv_kernel_name() -> str:
+  from synface_jax.models import conv
+  return conv.active_kernel()
+
+
 def bench_head(args) -> list:
-  """The train step with the head split over all devices, for each class count."""
-  args.model_axis = args.model_axis or jax.device_count()
-  return [dict(bench_step(args, classes), benchmark='head') for classes in args.classes]
+  """The train step with the head split over all devices, for each class count, and its memory.
+
+  By default the batch is split over all devices ('data') and so is the head (its classes over
+  'data' too: mesh.head_on_data), so no device holds more than its share of the head, of its
+  momentum, or of the backbone's activations. --model-axis N puts the head on an N-device 'model'
+  axis instead (the backbone then runs on each of them, on the whole share of the batch).
+  Memory: the process's peak resident size against what the step has to hold -- parameters,
+  optimizer state and one batch of the backbone's activations (its saved residuals).
+  """
+  n = jax.device_count()
+  if args.model_axis:
+    args.head_on_data = False
+  else:
+    args.model_axis, args.head_on_data = 1, args.batch % n == 0
+    if not args.head_on_data:
+      args.model_axis = n
+  results = []
+  for classes in args.classes:
+    result = dict(bench_step(args, classes), benchmark='head')
+    result.update(_memory_figures(args, result))
+    results.append(result)
+  return results
+
+
+def _activation_bytes(args) -> int:
+  """Bytes of the backbone's saved residuals (what the backward pass keeps) for one batch."""
+  from synface_jax import train
+  model = train.create_model(_config(args, 1))
+  x = jax.ShapeDtypeStruct((args.batch, *args.size, 3), jnp.dtype(args.dtype))
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(x.shape[1:])[None],
+                                                train=False))
+
+  def residuals(params, batch_stats, x):
+    apply = lambda p: model.apply({'params': p, 'batch_stats': batch_stats}, x, train=True,
+                                  mutable=['batch_stats'])[0]
+    return jax.vjp(apply, params)[1]
+  shapes = jax.eval_shape(residuals, variables['params'], variables['batch_stats'], x)
+  return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(shapes))
+
+
+def _memory_figures(args, result) -> dict:
+  import resource
+  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == 'darwin' else 1024)
+  state = result['state_bytes_per_device'] * jax.device_count()
+  activations = _activation_bytes(args)
+  return {'peak_rss_bytes': peak, 'state_bytes': state, 'activation_bytes': activations,
+          'peak_over_state_and_activations': round(peak / (state + activations), 3)}
 
 
 def bench_mixup(args) -> dict:
@@ -296,6 +406,14 @@ def main(argv=None):
   parser.add_argument('--devices', type=int, default=0,
                       help='on CPU, simulate this many devices (re-runs the command)')
   parser.add_argument('--steps', type=int, default=10)
+  parser.add_argument('--repeats', type=int, default=3,
+                      help='step: timed runs of --steps steps each; median and spread are printed')
+  parser.add_argument('--profile', default='',
+                      help='step: trace one more step into this folder and print the op time by '
+                           'kind (convolutions forward / input / kernel gradient, elementwise, ...)')
+  parser.add_argument('--peer', default='', choices=('', 'torch'),
+                      help='step: also time the same step in PyTorch (insightface layout), '
+                           'alternating with ours, and print the ratio (needs the [bench] extra)')
   parser.add_argument('--peak-tflops', type=float, default=0.0,
                       help='per-device peak, for MFU (H100 SXM bf16 dense: 989)')
   parser.add_argument('--data', default='', help='input: a real data path (see synface_jax.data)')
@@ -328,6 +446,12 @@ def main(argv=None):
     for k, v in result.items():
       print(f'{k:>24}: {v}')
     print(json.dumps(result), flush=True)
+  if args.what == 'head':
+    for r in results:
+      print(f"head {r['classes']:,} classes on {r['devices']} devices: peak resident "
+            f"{r['peak_rss_bytes'] / 2**30:.2f} GiB = {r['peak_over_state_and_activations']}x "
+            f"(parameters + optimizer state {r['state_bytes'] / 2**30:.2f} GiB + one batch of "
+            f"activations {r['activation_bytes'] / 2**30:.2f} GiB)", flush=True)
   return results
 
 

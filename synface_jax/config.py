@@ -37,6 +37,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.dropout = 0.0
   c.model.dtype = 'float32'       # Compute dtype: 'float32' or 'bfloat16' (params stay float32).
   c.model.input_size = (112, 112)  # (H, W); SynFace trains at (112, 96).
+  c.model.conv_kernel = 'auto'    # 'auto' (custom gradient on CPU, XLA's own on GPU/TPU), 'custom', 'xla'.
 
   c.loss = ml_collections.ConfigDict()
   c.loss.scale = 30.0
@@ -206,6 +207,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
   need(len(c.model.input_size) == 2 and all(int(v) % 16 == 0 and v > 0 for v in c.model.input_size),
        'model.input_size', '(H, W) must both be positive multiples of 16')
   need(c.model.width > 0, 'model.width', 'must be > 0')
+  need(c.model.get('conv_kernel', 'auto') in ('auto', 'custom', 'xla'), 'model.conv_kernel',
+       "must be 'auto', 'custom' or 'xla'")
   need(0.0 <= c.model.dropout < 1.0, 'model.dropout', 'must be in [0, 1)')
   need(c.loss.scale > 0, 'loss.scale', 'must be > 0')
   need(c.optim.batch_size > 0, 'optim.batch_size', 'must be > 0')

@@ -14,6 +14,7 @@ psi * w_b on y_b, 1 - psi on y_r) it equals SynFace's combined head output and l
 the exact derivatives of this function (insightface's ArcFace back-propagates straight through
 the margin instead).
 """
+import functools
 import math
 
 import jax
@@ -45,13 +46,45 @@ def _l2_normalize(x, eps=1e-12):
 def cosine(embeddings, weight, *, precision=None) -> jax.Array:
   """Cosine similarity head: [B, D] x [C, D] -> [B, C], clipped to [-1, 1].
 
-  Both operands are L2-normalised along D and multiplied in (at least) float32.
+  Both operands are L2-normalised along D and multiplied in (at least) float32. The class centres
+  are not normalised as a [C, D] copy: the product with the raw centres is scaled by their inverse
+  norms per column, so neither the forward pass nor the gradient holds a second head in memory
+  (the gradient's normalisation term is elementwise in the head and fuses into the update).
   """
   dtype = jnp.promote_types(_compute_dtype(embeddings), _compute_dtype(weight))
   e = _l2_normalize(jnp.asarray(embeddings, dtype))
-  w = _l2_normalize(jnp.asarray(weight, dtype))
-  cos = jnp.einsum('...d,cd->...c', e, w, precision=precision)
-  return jnp.clip(cos, -1, 1)
+  return jnp.clip(_scaled_product(e, jnp.asarray(weight, dtype), precision), -1, 1)
+
+
+def _inverse_norms(w):
+  return jax.lax.rsqrt(jnp.maximum(jnp.sum(w * w, axis=-1), 1e-24))  # 1 / max(norm, 1e-12)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _scaled_product(e, w, precision):
+  """e @ (w / |w|)^T, with e [..., D] and w [C, D], as (e @ w^T) / |w| per column."""
+  return jnp.einsum('...d,cd->...c', e, w, precision=precision) * _inverse_norms(w)
+
+
+def _scaled_product_fwd(e, w, precision):
+  r = _inverse_norms(w)
+  return jnp.einsum('...d,cd->...c', e, w, precision=precision) * r, (e, w, r)
+
+
+def _scaled_product_bwd(precision, residuals, g):
+  """With u = w r: de = (g r) w; dw_c = r_c (g^T e)_c - r_c^3 w_c (w_c . (g^T e)_c) -- the
+  second term, where the norm is not clamped, is the projection off w_c; both are one pass over
+  the head after the single [C, D] product, which is the only head-sized temporary."""
+  e, w, r = residuals
+  gr = g * r
+  de = jnp.einsum('...c,cd->...d', gr, w, precision=precision)
+  gte = jnp.einsum('...c,...d->cd', gr, e, precision=precision)      # [C, D]
+  unclamped = jnp.sum(w * w, axis=-1) > 1e-24
+  along = jnp.where(unclamped, r * r * jnp.sum(w * gte, axis=-1), 0)  # [C]
+  return de, gte - w * along[:, None]
+
+
+_scaled_product.defvjp(_scaled_product_fwd, _scaled_product_bwd)
 
 
 def _fallback_threshold(m1: float, m2: float) -> float:

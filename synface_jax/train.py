@@ -24,7 +24,7 @@ import optax
 from clu import metrics as clu_metrics
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from synface_jax import checkpointing, losses, mixup, models, sharding
+from synface_jax import checkpointing, losses, mixup, models, sharding, startup
 from synface_jax.mixup import SoftLabel
 from synface_jax.generators import augment
 from synface_jax.models import head as head_lib
@@ -77,7 +77,8 @@ class TrainMetrics(clu_metrics.Collection):
 def create_model(config: ml_collections.ConfigDict) -> models.IResNet:
   return models.iresnet(
       config.model.arch, width=config.model.width, num_features=config.model.num_features,
-      dropout=config.model.dropout, dtype=jnp.dtype(config.model.dtype))
+      dropout=config.model.dropout, dtype=jnp.dtype(config.model.dtype),
+      conv_kernel=config.model.get('conv_kernel', 'auto'))
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
@@ -505,6 +506,8 @@ def _train_and_evaluate(config, workdir, stop, devices) -> dict:
         jax.block_until_ready(state)
         logging.info('Step %d (tracing, compiling and running the step) took %.1fs', step,
                      time.perf_counter() - first_step_start)
+        logging.info('Time to first step (process start -> step %d done): %s', step,
+                     startup.describe(startup.seconds_since_process_start()))
       profiler.after(step, state)
       guard.update(step, metrics.nonfinite_steps.total)
       train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)

@@ -310,6 +310,31 @@ def test_cosine_head():
   np.testing.assert_allclose(same[[0, 1], [0, 1]], 1.0, atol=1e-6)
 
 
+def test_cosine_gradient_matches_the_hand_derivative():
+  """d/dw and d/de of sum(g * cos) against the derivative of e_n . w_n written out in numpy
+  (w_n = w / |w|: dw = (I - w_n w_n^T) (g^T e_n) / |w|), on a head with a zero row, whose
+  normalisation is clamped (|w| -> 1e-12) and whose gradient is then the plain scaled product."""
+  rng = np.random.default_rng(7)
+  e = rng.normal(size=(3, 5)).astype(np.float32)
+  w = rng.normal(size=(4, 5)).astype(np.float32)
+  w[2] = 0.0
+  g = rng.normal(size=(3, 4)).astype(np.float32)
+  de, dw = (np.asarray(d) for d in jax.grad(
+      lambda e, w: jnp.sum(g * cosine(e, w, precision='highest')), (0, 1))(e, w))
+  e64, w64, g64 = (x.astype(np.float64) for x in (e, w, g))
+  ne = np.linalg.norm(e64, axis=1, keepdims=True)
+  nw = np.maximum(np.linalg.norm(w64, axis=1, keepdims=True), 1e-12)
+  en, wn = e64 / ne, w64 / nw
+  gte = g64.T @ en                                        # [C, D]
+  want_dw = (gte - wn * np.sum(wn * gte, 1, keepdims=True)) / nw
+  gw = g64 @ wn                                           # [B, D]
+  want_de = (gw - en * np.sum(en * gw, 1, keepdims=True)) / ne
+  np.testing.assert_allclose(de, want_de, rtol=1e-4, atol=1e-5)
+  live = [0, 1, 3]
+  np.testing.assert_allclose(dw[live], want_dw[live], rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(dw[2] / 1e12, gte[2], rtol=1e-4)
+
+
 def test_class_sharded_head_matches_single_device():
   devices = np.array(jax.devices())
   if devices.size < 2:

@@ -9,6 +9,8 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from synface_jax.models import conv as conv_lib
+
 ARCHS = {
     'r18': (2, 2, 2, 2),
     'r34': (3, 4, 6, 3),
@@ -46,31 +48,49 @@ class PReLU(nn.Module):
     return jnp.where(x >= 0, x, alpha.astype(x.dtype) * x)
 
 
+class Conv(nn.Module):
+  """Bias-free NHWC convolution with a 'kernel' [kh, kw, in, out] (nn.Conv's parameter layout),
+  computed by `synface_jax.models.conv` ('auto': a faster gradient on CPU, XLA's own elsewhere)."""
+  features: int
+  kernel_size: int
+  strides: int = 1
+  padding: int = 0
+  dtype: Any = jnp.float32
+  kernel: str = 'auto'
+
+  @nn.compact
+  def __call__(self, x):
+    k = self.kernel_size
+    w = self.param('kernel', conv_init, (k, k, x.shape[-1], self.features), jnp.float32)
+    pads = ((self.padding, self.padding),) * 2
+    x = jnp.asarray(x, self.dtype)
+    return conv_lib.conv(x, w.astype(self.dtype), (self.strides,) * 2, pads, self.kernel)
+
+
 class IBasicBlock(nn.Module):
   """BN -> conv3x3 -> BN -> PReLU -> conv3x3 (strided) -> BN, plus shortcut; no activation after."""
   features: int
   strides: int = 1
   downsample: bool = False
   dtype: Any = jnp.float32
+  conv_kernel: str = 'auto'
 
   @nn.compact
   def __call__(self, x, train: bool):
-    conv = lambda c, k, s, p, name: nn.Conv(
-        c, (k, k), (s, s), padding=p, use_bias=False, dtype=self.dtype,
-        param_dtype=jnp.float32, kernel_init=conv_init, name=name)
+    conv = lambda c, k, s, p, name: Conv(c, k, s, p, self.dtype, self.conv_kernel, name=name)
     norm = lambda name: nn.BatchNorm(
         use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
         dtype=self.dtype, param_dtype=jnp.float32, name=name)
 
     y = norm('bn1')(x)
-    y = conv(self.features, 3, 1, PAD_1, 'conv1')(y)
+    y = conv(self.features, 3, 1, 1, 'conv1')(y)
     y = norm('bn2')(y)
     y = PReLU(name='prelu')(y)
-    y = conv(self.features, 3, self.strides, PAD_1, 'conv2')(y)
+    y = conv(self.features, 3, self.strides, 1, 'conv2')(y)
     y = norm('bn3')(y)
     shortcut = x
     if self.downsample:
-      shortcut = conv(self.features, 1, self.strides, 'VALID', 'downsample_conv')(x)
+      shortcut = conv(self.features, 1, self.strides, 0, 'downsample_conv')(x)
       shortcut = norm('downsample_bn')(shortcut)
     return y + shortcut
 
@@ -84,12 +104,15 @@ class IResNet(nn.Module):
     num_features: embedding size.
     dropout: dropout rate before the embedding layer (insightface's default is 0).
     dtype: compute dtype; params are always float32, and the embedding layer runs in float32.
+    conv_kernel: how convolutions are computed (`synface_jax.models.conv`): 'auto' (a custom
+      gradient on CPU, XLA's own on GPU/TPU), 'custom' or 'xla'. Values and parameters are the same.
   """
   stage_sizes: Sequence[int]
   width: float = 1.0
   num_features: int = 512
   dropout: float = 0.0
   dtype: Any = jnp.float32
+  conv_kernel: str = 'auto'
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -98,9 +121,8 @@ class IResNet(nn.Module):
       raise ValueError(f'IResNet input height and width must be divisible by {TOTAL_STRIDE}, '
                        f'got {height}x{width}')
     x = jnp.asarray(x, self.dtype)
-    x = nn.Conv(scaled_channels(STEM_CHANNELS, self.width), (3, 3), padding=PAD_1,
-                use_bias=False, dtype=self.dtype, param_dtype=jnp.float32,
-                kernel_init=conv_init, name='conv1')(x)
+    x = Conv(scaled_channels(STEM_CHANNELS, self.width), 3, 1, 1, self.dtype, self.conv_kernel,
+             name='conv1')(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
                      dtype=self.dtype, param_dtype=jnp.float32, name='bn1')(x)
     x = PReLU(name='prelu')(x)
@@ -108,7 +130,7 @@ class IResNet(nn.Module):
       for block in range(num_blocks):
         x = IBasicBlock(scaled_channels(channels, self.width), strides=2 if block == 0 else 1,
                         downsample=block == 0, dtype=self.dtype,
-                        name=f'layer{stage + 1}_{block}')(x, train)
+                        conv_kernel=self.conv_kernel, name=f'layer{stage + 1}_{block}')(x, train)
     x = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
                      dtype=self.dtype, param_dtype=jnp.float32, name='bn2')(x)
     self.sow('intermediates', 'bn2_out', x)

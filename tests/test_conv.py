@@ -1,0 +1,111 @@
+"""The custom-gradient convolution equals lax.conv_general_dilated in value and both gradients,
+on one device and on the 8-device mesh, and can be switched off."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from synface_jax import sharding
+from synface_jax.models import conv, iresnet
+
+NHWC = ('NHWC', 'HWIO', 'NHWC')
+# (input H, W), in, out, kernel, stride, padding: every convolution IResNet has, plus odd sizes.
+CASES = [
+    ((8, 8), 3, 4, 3, 1, 1),
+    ((8, 8), 4, 4, 3, 2, 1),     # Strided 3x3: the phased input gradient.
+    ((9, 7), 3, 5, 3, 2, 1),     # Odd sizes: the last phase row / column is cropped.
+    ((8, 8), 4, 6, 1, 2, 0),     # The strided 1x1 shortcut.
+    ((10, 10), 2, 3, 3, 3, 2),   # Stride 3, padding 2: more phases than taps per phase.
+    ((6, 6), 2, 3, 2, 2, 0),     # Even kernel.
+]
+
+
+def _reference(x, w, stride, pad):
+  return lax.conv_general_dilated(x, w, (stride, stride), ((pad, pad), (pad, pad)),
+                                  dimension_numbers=NHWC, precision='highest')
+
+
+def _loss(fn, x, w, dy):
+  return jnp.sum(fn(x, w) * dy)
+
+
+@pytest.mark.parametrize('size,cin,cout,k,stride,pad', CASES)
+def test_custom_conv_equals_lax_in_value_and_gradients(size, cin, cout, k, stride, pad):
+  rng = np.random.default_rng(k * 10 + stride)
+  x = jnp.asarray(rng.normal(size=(2, *size, cin)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(k, k, cin, cout)), jnp.float32)
+  ours = lambda x, w: conv.conv(x, w, (stride, stride), ((pad, pad), (pad, pad)), 'custom',
+                                precision='highest')
+  ref = lambda x, w: _reference(x, w, stride, pad)
+  dy = jnp.asarray(rng.normal(size=ref(x, w).shape), jnp.float32)
+  np.testing.assert_allclose(ours(x, w), ref(x, w), rtol=1e-5, atol=1e-5)
+  got = jax.grad(lambda x, w: _loss(ours, x, w, dy), argnums=(0, 1))(x, w)
+  want = jax.grad(lambda x, w: _loss(ref, x, w, dy), argnums=(0, 1))(x, w)
+  for g, r in zip(got, want):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
+
+
+def test_phased_input_gradient_matches_a_hand_built_transposed_convolution():
+  """The input gradient against a numpy loop over output pixels (no JAX convolution at all)."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(1, 5, 5, 2))
+  w = rng.normal(size=(3, 3, 2, 3))
+  dy = rng.normal(size=(1, 3, 3, 3))
+  want = np.zeros((1, 7, 7, 2))  # Padded by 1; y[i, j] reads xpad[2i + a, 2j + b].
+  for i in range(3):
+    for j in range(3):
+      want[0, 2 * i:2 * i + 3, 2 * j:2 * j + 3] += np.einsum('abio,o->abi', w, dy[0, i, j])
+  got = conv.input_gradient(jnp.asarray(dy, jnp.float32), jnp.asarray(w, jnp.float32), x.shape,
+                            (2, 2), ((1, 1), (1, 1)), precision='highest')
+  np.testing.assert_allclose(got, want[:, 1:6, 1:6], rtol=1e-5, atol=1e-5)
+
+
+def test_custom_conv_under_the_8_device_mesh():
+  if jax.device_count() < 8:
+    pytest.skip('needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)')
+  mesh = sharding.make_mesh(-1, 1)
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=(8, 8, 8, 4)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(3, 3, 4, 4)), jnp.float32)
+  x = jax.device_put(x, NamedSharding(mesh, P(sharding.DATA)))
+  w = jax.device_put(w, sharding.replicated(mesh))
+
+  def loss(kernel):
+    return lambda x, w: jnp.sum(jnp.tanh(conv.conv(x, w, (2, 2), ((1, 1), (1, 1)), kernel,
+                                                   precision='highest')))
+  got = jax.jit(jax.grad(loss('custom'), argnums=(0, 1)))(x, w)
+  want = jax.jit(jax.grad(loss('xla'), argnums=(0, 1)))(x, w)
+  assert got[0].sharding.is_equivalent_to(x.sharding, 4)
+  for g, r in zip(got, want):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
+
+
+def test_kernel_choice(monkeypatch):
+  monkeypatch.delenv('SYNFACE_CONV', raising=False)
+  assert conv.resolve('xla') == 'xla' and conv.resolve('custom') == 'custom'
+  assert conv.resolve('auto') == ('custom' if jax.default_backend() == 'cpu' else 'xla')
+  monkeypatch.setenv('SYNFACE_CONV', 'xla')
+  assert conv.resolve('auto') == 'xla' and conv.resolve('custom') == 'xla'
+  with pytest.raises(ValueError, match='unknown conv kernel'):
+    conv.resolve('fast')
+
+
+def test_iresnet_gradients_do_not_depend_on_the_kernel():
+  """A tiny r18 train-mode loss: the same value and parameter gradients with either kernel."""
+  x = jnp.asarray(np.random.default_rng(2).normal(size=(2, 32, 32, 3)), jnp.float32)
+  models = {k: iresnet('r18', width=1 / 16, conv_kernel=k) for k in ('custom', 'xla')}
+  variables = models['xla'].init(jax.random.key(0), x, train=False)
+
+  def loss(model):
+    def f(params):
+      out, _ = model.apply({**variables, 'params': params}, x, train=True, mutable=['batch_stats'])
+      return jnp.sum(out ** 2)
+    return jax.value_and_grad(f)
+  (v1, g1), (v2, g2) = (jax.jit(loss(m))(variables['params']) for m in models.values())
+  np.testing.assert_allclose(v1, v2, rtol=1e-5)
+  # Some leaves (a BatchNorm's shift followed by another BatchNorm) have near-zero gradients that
+  # are rounding noise; the tolerance is relative to the largest gradient of the model.
+  flat = [np.concatenate([np.ravel(a) for a in jax.tree.leaves(g)]) for g in (g1, g2)]
+  np.testing.assert_allclose(flat[0], flat[1], rtol=1e-3, atol=1e-5 * np.abs(flat[1]).max())
