@@ -27,10 +27,12 @@ def test_step_and_mixup_print_figures(capsys, tmp_path):
   assert mix['images_per_s'] > 0
 
 
+# The 1M-class figure is the benchmark's (README, Benchmark); 100K classes exercise the same
+# sharding at a tenth of the memory and time.
 @pytest.mark.slow
-def test_million_class_head_trains_a_step_on_8_devices():
+def test_large_head_trains_a_step_sharded_over_8_devices():
   proc = subprocess.run(
-      [sys.executable, '-m', 'synface_jax.benchmark', 'head', '--classes', '1000000',
+      [sys.executable, '-m', 'synface_jax.benchmark', 'head', '--classes', '100000',
        '--devices', '8', '--arch', 'r18', '--width', '0.0625', '--size', '32x32', '--batch', '16',
        '--steps', '1'], cwd=REPO, capture_output=True, text=True, timeout=900,
       env=subprocess_env())
@@ -38,11 +40,11 @@ def test_million_class_head_trains_a_step_on_8_devices():
   (result,) = _json_lines(proc.stdout)
   # The batch and the head's classes both split over the 8 devices (mesh.head_on_data).
   assert result['devices'] == 8 and result['mesh'] == {'data': 8, 'model': 1}
-  assert result['head_shape'] == [1_000_000, 512]
-  assert result['head_bytes_per_device'] == 1_000_000 * 512 * 4 // 8  # One eighth each.
+  assert result['head_shape'] == [100_000, 512]
+  assert result['head_bytes_per_device'] == 100_000 * 512 * 4 // 8  # One eighth each.
   assert np.isfinite(result['loss'])
   # Peak memory is printed against parameters + optimizer state + one batch of activations.
-  assert result['state_bytes'] >= 2 * 1_000_000 * 512 * 4  # The head and its momentum.
+  assert result['state_bytes'] >= 2 * 100_000 * 512 * 4  # The head and its momentum.
   assert result['peak_rss_bytes'] > result['state_bytes'] and result['activation_bytes'] > 0
   assert 'peak resident' in proc.stdout
 
