@@ -21,6 +21,8 @@ def _angles(degrees):
 
 
 def test_search_equals_a_full_sort():
+  import jax
+  assert jax.device_count() == 8  # conftest's 8 CPU devices: each probe chunk is split over them.
   rng = np.random.default_rng(0)
   probes, gallery = rng.normal(size=(37, 8)), rng.normal(size=(53, 8))
   scores, index = I.search(probes, gallery, 5, **CHUNKS)

@@ -5,7 +5,9 @@ Similarity is the dot product of L2-normalised embeddings (rows are normalised h
 * Search (`search`): for each probe chunk, one jitted program scans the gallery chunk by chunk
   (matrix product, then `lax.top_k` of the chunk merged into the running top k), so the memory
   in use is one gallery copy plus a [probe_chunk, gallery_chunk] score block, whatever the sizes:
-  100K probes x 100K gallery runs as well as 100 x 100. Equal scores go to the lower gallery index,
+  100K probes x 100K gallery runs as well as 100 x 100. With several devices each probe chunk is
+  split over them (the gallery is copied to each), so they search in parallel. Equal scores go to
+  the lower gallery index,
   as a stable sort would. With a reference score per probe the same pass counts the gallery
   entries that score strictly above it (the rank of a probe's mate, for the CMC).
 * Closed set (`closed_set`): the gallery holds one image per identity (chosen with `seed`), every
@@ -40,7 +42,7 @@ def _chunk_program(k: int, with_ref: bool):
   import jax
   import jax.numpy as jnp
 
-  def run(queries, gallery, valid, ref, mate):
+  def run(queries, ref, mate, gallery, valid):
     # queries [P, D]; gallery [C, G, D]; valid [C, G]; ref [P]; mate [P] (-1: none).
     chunk = gallery.shape[1]
 
@@ -78,14 +80,15 @@ def search(probes, gallery, k: int = 5, *, mate=None, probe_chunk: int = 1024,
     k: matches kept per probe (at most G).
     mate: optional [P] gallery index of each probe's mate (-1 for none): then also returns, per
       probe, how many OTHER gallery entries score strictly above its mate.
-    probe_chunk: probes per jitted call (the last chunk is padded: one compile).
+    probe_chunk: probes per jitted call (the last chunk is padded: one compile); rounded up to a
+      multiple of the device count, each device searching its share.
     gallery_chunk: gallery rows per scan step.
 
   Returns:
     (scores float32 [P, k], indices int32 [P, k]) best first, plus (mate_scores [P], above [P])
     when `mate` is given.
   """
-  import jax.numpy as jnp
+  import jax
   q, g = _normalise(probes), _normalise(gallery)
   if q.shape[1] != g.shape[1]:
     raise ValueError(f'probes have {q.shape[1]} dims, the gallery {g.shape[1]}')
@@ -95,13 +98,18 @@ def search(probes, gallery, k: int = 5, *, mate=None, probe_chunk: int = 1024,
   if not 1 <= k <= n_gallery:
     raise ValueError(f'k must lie in [1, {n_gallery}] (the gallery size), got {k}')
   gallery_chunk = max(min(gallery_chunk, n_gallery), k)
+  devices = jax.devices()
   probe_chunk = max(1, min(probe_chunk, n_probe))
+  probe_chunk = -(-probe_chunk // len(devices)) * len(devices)
+  mesh = jax.sharding.Mesh(np.array(devices), ('probes',))
+  split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('probes'))
+  copied = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   n_chunks = -(-n_gallery // gallery_chunk)
   padded = np.zeros((n_chunks * gallery_chunk, g.shape[1]), np.float32)
   padded[:n_gallery] = g
   valid = np.arange(n_chunks * gallery_chunk) < n_gallery
-  g_dev = jnp.asarray(padded.reshape(n_chunks, gallery_chunk, -1))
-  valid_dev = jnp.asarray(valid.reshape(n_chunks, gallery_chunk))
+  g_dev = jax.device_put(padded.reshape(n_chunks, gallery_chunk, -1), copied)
+  valid_dev = jax.device_put(valid.reshape(n_chunks, gallery_chunk), copied)
   with_ref = mate is not None
   if with_ref:
     mate = np.asarray(mate, np.int64).reshape(-1)
@@ -121,8 +129,7 @@ def search(probes, gallery, k: int = 5, *, mate=None, probe_chunk: int = 1024,
     chunk_q = np.concatenate([q[start:stop], np.zeros((pad, q.shape[1]), np.float32)])
     chunk_ref = np.concatenate([mate_scores[start:stop], np.zeros(pad)]).astype(np.float32)
     chunk_mate = np.concatenate([mate[start:stop], np.full(pad, -1)]).astype(np.int32)
-    s, i, c = program(jnp.asarray(chunk_q), g_dev, valid_dev, jnp.asarray(chunk_ref),
-                      jnp.asarray(chunk_mate))
+    s, i, c = program(*jax.device_put((chunk_q, chunk_ref, chunk_mate), split), g_dev, valid_dev)
     scores.append(np.asarray(s)[:stop - start])
     index.append(np.asarray(i)[:stop - start])
     above.append(np.asarray(c)[:stop - start])
