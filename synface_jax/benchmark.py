@@ -152,7 +152,7 @@ def bench_head(args) -> list:
 def bench_mixup(args) -> dict:
   """Identity mixup (coefficients + soft labels) and domain mixup (images) on their own."""
   from synface_jax import mixup
-  from synface_jax.mixup import SoftLabel
+  from synface_jax.types import SoftLabel
   b, (h, w) = args.batch, args.size
   phi_sampler = mixup.make_sampler('synface')
   psi_sampler = mixup.make_sampler('synface')

@@ -27,7 +27,7 @@ from PIL import Image
 
 from synface_jax import mixup
 from synface_jax.generators import get_generator
-from synface_jax.generators.factors import Factors
+from synface_jax.types import Factors
 from synface_jax.generators.pairs import to_uint8
 
 

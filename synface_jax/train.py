@@ -25,7 +25,7 @@ from clu import metrics as clu_metrics
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from synface_jax import checkpointing, losses, mixup, models, sharding
-from synface_jax.mixup import SoftLabel
+from synface_jax.types import SoftLabel
 from synface_jax.generators import augment
 from synface_jax.models import head as head_lib
 

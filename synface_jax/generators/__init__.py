@@ -1,21 +1,9 @@
 """Face generators: functions of (params, Factors) that render aligned faces.
 
-A generator is any object with this interface (all methods pure and jittable):
-
-    init(key) -> params
-        Parameters of the generator (may be an empty dict).
-    identity(params, identity_id) -> [160]
-        The identity coefficients of one identity of the fixed identity pool (deterministic in the id).
-    sample(key, identity) -> Factors
-        One face of the given identity coefficients with freshly drawn expression, pose, lighting, noise.
-    render(params, factors) -> (images [B, H, W, 3] float32 in [-1, 1], landmarks [B, 5, 2])
-        A batch of faces aligned to the 5-point template (x, y pixel landmarks).
-    image_size -> (H, W)
-
-The train step vmaps `identity` and `sample` over the batch, mixes identities in coefficient space
-(`synface_jax.mixup.identity_mixup`) and calls `render` once.
+A generator satisfies `synface_jax.types.Generator` (init, identity, sample, render, image_size,
+num_identities; all methods pure and jittable).
 """
-from synface_jax.generators.factors import Factors
+from synface_jax.types import Factors
 
 _REGISTRY = {}
 
