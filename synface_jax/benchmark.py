@@ -180,12 +180,13 @@ def bench_mixup(args) -> dict:
 
 def bench_generate(args) -> dict:
   """Identity sampling + rendering of aligned faces, as the train step does it."""
-  from synface_jax import generators, mixup, train
+  from synface_jax import generators, mixup
+  from synface_jax.generators import sampling
   generator = generators.get_generator(_generator_config(args))
   params = generator.init(jax.random.key(0))
   phi = mixup.make_sampler('synface') if args.im else None
   options = _render_augment(args)
-  fn = jax.jit(lambda key: train.synthetic_batch(generator, params, key, args.batch,
+  fn = jax.jit(lambda key: sampling.synthetic_batch(generator, params, key, args.batch,
                                                  args.classes[0], 0, phi, draw_seed=0,
                                                  augment_options=options))
   _, compile_s, step_s = _time(fn, (jax.random.key(1),), args.steps)

@@ -28,7 +28,8 @@ from PIL import Image
 from synface_jax import mixup
 from synface_jax.generators import get_generator
 from synface_jax.types import Factors
-from synface_jax.generators.pairs import to_uint8
+from synface_jax.generators import sampling
+from synface_jax.generators.sampling import to_uint8
 
 
 def load_config(spec, overrides=()):
@@ -65,7 +66,7 @@ def build(config):
     generator = get_generator(ConfigDict({'name': 'procedural'}))
   else:
     generator = get_generator(config.generator)
-  pool = getattr(generator, 'num_identities', 10000)
+  pool = generator.num_identities or 10000
   if config is not None and 'synthetic' in config and 'num_identities' in config.synthetic:
     pool = int(config.synthetic.num_identities)
   return generator, pool
@@ -171,29 +172,19 @@ def render_all(generator, params, factors, batch_size=64, progress=''):
   return np.concatenate(out)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4, 5))
-def _npz_factors(generator, params, key, ids, pool, spec):
-  """Factors of one face per id, identities mixed with random partners when spec is given."""
-  coeffs = jax.vmap(generator.identity, in_axes=(None, 0))(params, ids)
-  k_draw, k_partner, k_phi = jax.random.split(key, 3)
-  label = None
-  if spec:
-    partners = mixup.sample_partners(k_partner, ids, pool)
-    phi = mixup.make_sampler(spec)(k_phi, ids.shape)
-    other = jax.vmap(generator.identity, in_axes=(None, 0))(params, partners)
-    coeffs, label = mixup.identity_mixup(coeffs, other, ids, partners, phi)
-  return jax.vmap(generator.sample)(jax.random.split(k_draw, ids.shape[0]), coeffs), label
-
-
 def write_npz(path, generator, params, key, identities, per_identity, pool, spec=None, batch_size=64):
   """Saves faces of `identities` x `per_identity` (optionally mixed) as arrays; see module doc."""
   labels = np.repeat(np.arange(identities), per_identity)
-  factors, label = _npz_factors(generator, params, key, jnp.asarray(labels, jnp.int32),
-                                max(pool, identities), spec)
-  extra = {}
+  ids = jnp.asarray(labels, jnp.int32)
+  k_draw, k_partner, k_phi = jax.random.split(key, 3)
+  partners = phi = None
   if spec:
-    extra = {'mix_ids': np.asarray(label.ids), 'mix_weights': np.asarray(label.weights)}
-  images = render_all(generator, params, factors, batch_size, progress=f'generate {path}')
+    partners = mixup.sample_partners(k_partner, ids, max(pool, identities))[:, None]
+    phi = mixup.make_sampler(spec)(k_phi, ids.shape)
+  images, label, factors = sampling.faces_in_batches(
+      generator, params, key, ids, jax.random.split(k_draw, len(labels)), partners=partners,
+      phi=phi, batch_size=batch_size, progress=f'generate {path}')
+  extra = {'mix_ids': label.ids, 'mix_weights': label.weights} if spec else {}
   arrays = {name: np.asarray(value) for name, value in factors._asdict().items()}
   np.savez(path, images=images, labels=labels.astype(np.int64), **arrays, **extra)
 

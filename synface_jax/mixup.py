@@ -166,6 +166,22 @@ def identity_mixup(coeffs_a, coeffs_b, id_a, id_b, phi):
   return jax.vmap(_identity_mixup_one)(coeffs_a, coeffs_b, id_a, id_b, phi)
 
 
+def mix_identities(key, a, label_a: SoftLabel, b, label_b: SoftLabel, phi):
+  """SynFace's identity mixup as a `types.Mixup` on Factors (the default config.im.fn).
+
+  a: Factors [B] of the anchors, b: Factors [B, 1] of one partner each; the result is a with its
+  identity coefficients phi * a + (1 - phi) * b (nuisance, pose and lighting stay a's), labelled
+  (id_a, id_b) with weights (phi, 1 - phi). key is not used.
+  """
+  del key
+  if b.identity.shape[1] != 1:
+    raise ValueError(f'identity mixup mixes one partner per face, got {b.identity.shape[1]} '
+                     '(config.im.partners must be 1 for synface_jax.mixup:mix_identities)')
+  identity, label = identity_mixup(a.identity, b.identity[:, 0], label_a.ids[:, 0],
+                                   label_b.ids[:, 0], phi)
+  return a._replace(identity=identity), label
+
+
 # ---------------------------------------------------------------------------------------------
 # Domain mixup.
 
@@ -201,3 +217,9 @@ def domain_mixup(x_syn, label_syn: SoftLabel, x_real, label_real: SoftLabel, psi
   syn = SoftLabel(label_syn.ids, label_syn.weights * psi[:, None])
   real = SoftLabel(label_real.ids, label_real.weights * (1 - psi[:, None]))
   return x, syn.concat(real)
+
+
+def mix_domains(key, x_syn, label_syn: SoftLabel, x_real, label_real: SoftLabel, psi):
+  """`domain_mixup` as a `types.Mixup` (the default config.dm.fn); key is not used."""
+  del key
+  return domain_mixup(x_syn, label_syn, x_real, label_real, psi)

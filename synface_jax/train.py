@@ -13,7 +13,7 @@ head over synthetic classes [0, N_syn) followed by real classes [N_syn, N_syn + 
 """
 import os
 import time
-from typing import Any, Callable
+from typing import Any
 
 from absl import logging
 import flax
@@ -27,10 +27,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from synface_jax import checkpointing, losses, mixup, models, sharding
 from synface_jax.types import SoftLabel
 from synface_jax.generators import augment
+from synface_jax.generators.sampling import synthetic_batch  # The step's synthetic input.
 from synface_jax.models import head as head_lib
-
-_AUGMENT_STREAM = 0xA06  # fold_in of a synthetic batch's key for its augmentation draws.
-
 
 class TrainState(flax.struct.PyTreeNode):
   step: jax.Array
@@ -116,40 +114,6 @@ def init_state(model, tx, num_classes: int, key, mesh, input_size,
   rules = sharding.partition_rules(head_on_data)
   shardings = sharding.tree_shardings(mesh, jax.eval_shape(init, key), rules)
   return jax.jit(init, out_shardings=shardings)(key)
-
-
-def synthetic_batch(generator, gen_params, key, batch_size: int, num_identities: int,
-                    images_per_identity: int, phi_sampler: Callable | None, draw_seed: int,
-                    augment_options: augment.Augment | None = None):
-  """Rendered faces of random pool identities, identity-mixed when phi_sampler is given.
-
-  With images_per_identity = S > 0 identity i has exactly S fixed nuisance draws (SynFace's
-  Syn_N_S): the j-th is keyed by (draw_seed, i, j). With S = 0 every face gets a fresh draw.
-  The renders then go through `augment_options` (camera and detector effects, any generator),
-  keyed afresh at every step so a fixed draw is seen under different degradations.
-  Returns (images [B, H, W, 3], SoftLabel with K = 1, or K = 2 after identity mixup).
-  """
-  k_id, k_img, k_partner, k_phi = jax.random.split(key, 4)
-  ids = jax.random.randint(k_id, (batch_size,), 0, num_identities)
-  identity = jax.vmap(generator.identity, (None, 0))(gen_params, ids)
-  if phi_sampler is None:
-    label = SoftLabel.one_hot(ids)
-  else:
-    partners = mixup.sample_partners(k_partner, ids, num_identities)
-    partner_identity = jax.vmap(generator.identity, (None, 0))(gen_params, partners)
-    phi = phi_sampler(k_phi, (batch_size,))
-    identity, label = mixup.identity_mixup(identity, partner_identity, ids, partners, phi)
-  if images_per_identity > 0:
-    root = jax.random.key(draw_seed)
-    j = jax.random.randint(k_img, (batch_size,), 0, images_per_identity)
-    draw_keys = jax.vmap(lambda i, j: jax.random.fold_in(jax.random.fold_in(root, i), j))(ids, j)
-  else:
-    draw_keys = jax.random.split(k_img, batch_size)
-  factors = jax.vmap(generator.sample)(draw_keys, identity)
-  images, _ = generator.render(gen_params, factors)
-  if augment_options is not None:
-    images = augment.augment(jax.random.fold_in(key, _AUGMENT_STREAM), images, augment_options)
-  return jax.lax.stop_gradient(images), label
 
 
 def real_label(batch: dict, offset: int) -> SoftLabel:

@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from synface_jax.generators import sampling
+
 NUM_FOLDS = 10
 
 
@@ -37,32 +39,14 @@ def pair_identities(seed: int, num_pairs: int, first_identity: int, num_identiti
   return np.concatenate(ids).astype(np.int64), np.array(issame)
 
 
-def to_uint8(images):
-  """[-1, 1] float images -> uint8 RGB."""
-  return np.asarray(jnp.clip(jnp.round((images + 1.0) * 127.5), 0, 255)).astype(np.uint8)
-
-
 def render_identities(generator, params, key, identity_ids, batch_size: int = 64):
   """uint8 images [len(ids), H, W, 3] of the given pool identities, one nuisance draw each.
 
   Image i uses the nuisance key fold_in(key, i), so results do not depend on batch_size.
   """
-  def one_batch(params, ids, index):
-    coeffs = jax.vmap(generator.identity, in_axes=(None, 0))(params, ids)
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
-    factors = jax.vmap(generator.sample)(keys, coeffs)
-    return generator.render(params, factors)[0]
-
-  step = jax.jit(one_batch)
-  ids = np.asarray(identity_ids)
-  out = []
-  for start in range(0, len(ids), batch_size):
-    chunk = ids[start:start + batch_size]
-    pad = batch_size - len(chunk)
-    padded = np.concatenate([chunk, np.full(pad, chunk[-1])]) if pad else chunk
-    index = np.arange(start, start + batch_size)
-    out.append(to_uint8(step(params, jnp.asarray(padded, jnp.int32), jnp.asarray(index)))[:len(chunk)])
-  return np.concatenate(out)
+  ids = np.asarray(identity_ids, np.int32)
+  draws = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(len(ids)))
+  return sampling.faces_in_batches(generator, params, key, ids, draws, batch_size=batch_size)[0]
 
 
 def synthetic_pairs(generator, params, key, num_pairs: int = 6000, first_identity=None,
@@ -83,7 +67,7 @@ def synthetic_pairs(generator, params, key, num_pairs: int = 6000, first_identit
     (images uint8 [2N, H, W, 3], issame bool [N]); images 2k and 2k + 1 are pair k.
   """
   if first_identity is None:
-    first_identity = int(getattr(generator, 'num_identities'))
+    first_identity = int(generator.num_identities)
   if num_identities is None:
     num_identities = max(2 * NUM_FOLDS, num_pairs // 6)
   seed = int(jax.random.randint(key, (), 0, 2 ** 31 - 1))
