@@ -45,6 +45,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.m3 = 0.0
   c.loss.fallback = True          # SynFace's cos(t) - m sin(m) when t + m > pi; False = insightface.
   c.loss.sample_rate = 1.0        # Partial FC: share of each head shard's classes scored per step.
+  # The loss, a types.Loss as module:callable; it gets the other loss fields as keyword arguments.
+  c.loss.fn = 'synface_jax.losses:margin_softmax_loss'
 
   # Real images: identity image folders (CASIA-WebFace layout), insightface RecordIO (train.rec),
   # SynFace's released set or a prepared TFDS dataset; prepared once as TFDS (synface_jax/data).
@@ -87,11 +89,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.im = ml_collections.ConfigDict()  # Identity mixup.
   c.im.enabled = False
   c.im.phi = 'synface'                # A sampler spec, see synface_jax.mixup.make_sampler.
+  c.im.fn = 'synface_jax.mixup:mix_identities'  # A types.Mixup on Factors, as module:callable.
+  c.im.partners = 1                   # Partner identities per face (SynFace: 1).
 
   c.dm = ml_collections.ConfigDict()  # Domain mixup.
   c.dm.enabled = False
   c.dm.psi = 'synface'
   c.dm.per_example = False            # SynFace draws one psi per batch.
+  c.dm.fn = 'synface_jax.mixup:mix_domains'  # A types.Mixup on images, as module:callable.
 
   c.optim = ml_collections.ConfigDict()
   c.optim.batch_size = 512           # Global batch.
@@ -236,12 +241,16 @@ def validate(c: ml_collections.ConfigDict) -> None:
     augment.Augment.from_config(c.synthetic.augment).check()
   need(not c.dm.enabled or c.regime == 'mixed', 'dm.enabled', 'domain mixup needs the mixed regime')
   need(not c.im.enabled or uses_syn, 'im.enabled', 'identity mixup needs synthetic identities')
+  need(_is_int(c.im.partners) and 1 <= c.im.partners < max(c.synthetic.num_identities, 2),
+       'im.partners', 'must be an integer >= 1, below synthetic.num_identities')
   from synface_jax import mixup  # Checks the sampler specs.
   for field in ('im.phi', 'dm.psi'):
     try:
       mixup.make_sampler(_get(c, field))
     except ValueError as e:
       raise ValueError(f'config field {field}: {e}') from None
+  from synface_jax import extensions  # Imports and checks im.fn, dm.fn, loss.fn, generator.name.
+  extensions.check(c)
 
 
 def validate_devices(c: ml_collections.ConfigDict, num_devices: int) -> None:

@@ -45,7 +45,10 @@ def with_generator(config, name, options):
   from synface_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   config = config if config is not None and 'generator' in config else config_lib.base_config()
   config.generator.name = name or config.generator.name
-  block = config.generator[config.generator.name]
+  block = config.generator.get(config.generator.name) if options else {}
+  if block is None:
+    raise SystemExit(f'generate: --option: {config.generator.name!r} has no options block; '
+                     'a generator of your own (module:callable) takes the shared generator fields')
   for option in options:
     key, sep, value = option.partition('=')
     if not sep or key not in block:
@@ -202,7 +205,8 @@ def main(argv=None):
   parser.add_argument('--mixup', default=None, help="phi spec for --npz, e.g. 'synface' or 'fixed:0.8'")
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--generator', default=None,
-                      help="backend, overriding the config's (procedural, discofacegan)")
+                      help="backend, overriding the config's (procedural, discofacegan, or "
+                           "module:callable of your own)")
   parser.add_argument('--option', action='append', default=[], metavar='KEY=VALUE',
                       help="the backend's own option, e.g. checkpoint=DIR or preset=small")
   from synface_jax import config as config_lib  # pylint: disable=g-import-not-at-top

@@ -2,11 +2,12 @@
 
 One step is one pure, jitted function (read `make_train_step` top to bottom):
 
-    key -> identity ids, partners, phi        identity mixup in coefficient space (vmapped)
+    key -> identity ids, partners, phi        identity mixup on Factors (config.im.fn)
         -> generator.render(params_g, factors) aligned synthetic faces + soft labels
-    real batch (host-sharded input)           -> domain mixup with psi (image space)
+                                              (both in generators/sampling.py)
+    real batch (host-sharded input)           -> domain mixup with psi (config.dm.fn)
         -> IResNet -> embeddings -> cosine to the class centres (sharded over 'model')
-        -> soft-target margin softmax -> grads -> optax update
+        -> soft-target margin softmax (config.loss.fn) -> grads -> optax update
 
 Regimes: 'real' uses only the real batch, 'synthetic' only rendered faces, 'mixed' both, with one
 head over synthetic classes [0, N_syn) followed by real classes [N_syn, N_syn + N_real).
@@ -24,7 +25,7 @@ import optax
 from clu import metrics as clu_metrics
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from synface_jax import checkpointing, losses, mixup, models, sharding
+from synface_jax import checkpointing, extensions, losses, mixup, models, sharding
 from synface_jax.types import SoftLabel
 from synface_jax.generators import augment
 from synface_jax.generators.sampling import synthetic_batch  # The step's synthetic input.
@@ -139,6 +140,8 @@ def make_inputs(config: ml_collections.ConfigDict, mesh, *, generator=None,
   num_syn = config.synthetic.num_identities if uses_syn else 0
   phi_sampler = mixup.make_sampler(config.im.phi) if config.im.enabled else None
   psi_sampler = mixup.make_sampler(config.dm.psi) if config.dm.enabled else None
+  identity_mixup = extensions.mixup('im.fn', config.im.fn)
+  domain_mixup = extensions.mixup('dm.fn', config.dm.fn)
   augment_options = augment.Augment.from_config(config.synthetic.augment) if uses_syn else None
   batch_size = config.optim.batch_size
   # Without domain mixup the mixed regime samples from the union of both sets: each example is
@@ -155,7 +158,7 @@ def make_inputs(config: ml_collections.ConfigDict, mesh, *, generator=None,
       x_syn, y_syn = synthetic_batch(
           generator, gen_params, k_syn, batch_size, num_syn,
           config.synthetic.images_per_identity, phi_sampler, draw_seed=config.seed + 1,
-          augment_options=augment_options)
+          augment_options=augment_options, mix=identity_mixup, num_partners=config.im.partners)
       x_syn = jax.lax.with_sharding_constraint(x_syn, batch_spec)
       parts['synthetic'] = x_syn
       if phi_sampler is not None:
@@ -171,9 +174,11 @@ def make_inputs(config: ml_collections.ConfigDict, mesh, *, generator=None,
     else:
       if psi_sampler is not None:
         psi = psi_sampler(k_psi, (batch_size,) if config.dm.per_example else ())
-      else:
+        # The mixup's own draws, if it makes any, come from a key of their own.
+        x, y = domain_mixup(jax.random.fold_in(k_psi, 1), x_syn, y_syn, x_real, y_real, psi)
+      else:  # Each example is either synthetic or real: a selection, not a mixup.
         psi = jax.random.bernoulli(k_psi, p_syn, (batch_size,)).astype(jnp.float32)
-      x, y = mixup.domain_mixup(x_syn, y_syn, x_real, y_real, psi)
+        x, y = mixup.domain_mixup(x_syn, y_syn, x_real, y_real, psi)
       parts['mixed'] = x
       parts['psi'] = jnp.broadcast_to(psi, (batch_size,)).astype(jnp.float32)
     return x, y, k_model, parts
@@ -219,8 +224,8 @@ def make_train_step(config: ml_collections.ConfigDict, model, tx, schedule, mesh
   head_shards = sharding.head_shards(mesh, config.mesh.head_on_data)
   logits_spec = NamedSharding(mesh, sharding.logits_spec(config.mesh.head_on_data))
   bn_groups = 1 if config.mesh.global_batch_norm else data_shards
-  margin = dict(scale=config.loss.scale, m1=config.loss.m1, m2=config.loss.m2,
-                m3=config.loss.m3, fallback=config.loss.fallback)
+  loss_hyper = extensions.loss_hyper(config.loss)  # scale, m1, m2, m3, fallback, ...
+  loss_of = extensions.loss('loss.fn', config.loss.fn, loss_hyper)
 
   def embed(params, batch_stats, x, key):
     """Backbone forward in train mode; BN statistics over the global batch or per device."""
@@ -246,7 +251,7 @@ def make_train_step(config: ml_collections.ConfigDict, model, tx, schedule, mesh
       valid = head_lib.class_mask(centres.shape[0], num_classes)
     cos = losses.cosine(embeddings, centres)
     cos = jax.lax.with_sharding_constraint(jnp.where(valid, cos, -1.0), logits_spec)
-    per_example, logits = losses.margin_softmax_loss(cos, y, **margin)
+    per_example, logits = loss_of(cos, y, **loss_hyper)
     main_class = jnp.take_along_axis(y.ids, jnp.argmax(y.weights, -1)[:, None], -1)[:, 0]
     correct = (jnp.argmax(logits, axis=-1) == main_class).astype(jnp.float32)
     return per_example.mean(), (batch_stats, correct)

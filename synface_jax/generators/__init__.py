@@ -1,7 +1,10 @@
 """Face generators: functions of (params, Factors) that render aligned faces.
 
 A generator satisfies `synface_jax.types.Generator` (init, identity, sample, render, image_size,
-num_identities; all methods pure and jittable).
+num_identities; all methods pure and jittable). `synface_jax.generators.sampling` is the one path
+from pool identities and nuisance draws to rendered, labelled faces: the train step, data export,
+`generate`, synthetic pairs and the benchmark all go through it. `config.generator.name` is a
+registered backend or `module:callable` of the user's own (`synface_jax.extensions`).
 """
 from synface_jax.types import Factors
 
@@ -17,22 +20,35 @@ def register(name):
 
 
 def get_generator(config):
-  """Builds the generator named by `config.name`.
+  """Builds the generator named by `config.name`: a registered backend, or `module:callable`
+  (a class or function of the user's own package returning a `types.Generator`).
 
   Its keyword arguments are the shared fields of `config` (e.g. image_size, num_identities) plus
   the fields of the block named after the backend (e.g. config.discofacegan.checkpoint); unset
-  (None) fields are left to the backend's defaults, other backends' blocks are ignored.
+  (None) fields are left to the backend's defaults, other backends' blocks are ignored. Raises
+  ValueError naming generator.name when it names nothing, or something that is not a Generator.
   """
   import importlib
+  from synface_jax import extensions
   for module in _BACKENDS:  # Backends register themselves on import.
     importlib.import_module(module)
   name = config['name']
-  if name not in _REGISTRY:
-    raise ValueError(
-        f'generator.name={name!r} is not a known generator; choose one of {sorted(_REGISTRY)}')
+  if extensions.is_reference(name):
+    build = extensions.load('generator.name', name)
+  elif name in _REGISTRY:
+    build = _REGISTRY[name]
+  else:
+    raise ValueError(f'generator.name={name!r} is not a known generator; choose one of '
+                     f'{sorted(_REGISTRY)}, or name your own as module:callable')
   kwargs = {k: v for k, v in config.items() if k != 'name' and k not in _REGISTRY}
   kwargs.update(config.get(name) or {})
-  return _REGISTRY[name](**{k: v for k, v in kwargs.items() if v is not None})
+  kwargs = {k: v for k, v in kwargs.items() if v is not None}
+  try:
+    generator = build(**kwargs)
+  except TypeError as e:  # The fields do not fit what it takes.
+    raise ValueError(f'config field generator.name={name!r}: cannot be built from the fields '
+                     f'{sorted(kwargs)}: {e}') from None
+  return extensions.check_generator('generator.name', name, generator)
 
 
 _BACKENDS = ('synface_jax.generators.procedural', 'synface_jax.generators.discofacegan')
