@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from synface_jax import cli
+
 
 def _time(fn, args, steps: int):
   """Compile time, then mean seconds per call over `steps` calls (after one warm-up call)."""
@@ -254,11 +256,6 @@ def bench_search(args):
           'mean_top1': round(float(scores[:, 0].mean()), 4)}
 
 
-def _size(text: str):
-  h, w = text.lower().split('x')
-  return int(h), int(w)
-
-
 def _ints(text: str):
   return [int(v) for v in text.split(',')]
 
@@ -273,14 +270,13 @@ def _simulate_devices(n: int, argv) -> None:
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog='python -m synface_jax.benchmark', description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.parser('synface_jax.benchmark', __doc__)
   parser.add_argument('what', choices=('step', 'mixup', 'generate', 'head', 'input', 'search'))
   parser.add_argument('--arch', default='r18')
   parser.add_argument('--width', type=float, default=1.0)
   parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
   parser.add_argument('--batch', type=int, default=32)
-  parser.add_argument('--size', type=_size, default=(112, 112), help='HxW, e.g. 112x96')
+  parser.add_argument('--size', type=cli.size, default=(112, 112), help='HxW, e.g. 112x96')
   parser.add_argument('--classes', type=_ints, default=[10_000],
                       help='identities per domain; head: a comma list, e.g. 100000,1000000')
   parser.add_argument('--regime', default='real', choices=('real', 'synthetic', 'mixed'))

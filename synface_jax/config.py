@@ -17,11 +17,6 @@ from synface_jax.generators import augment
 
 REGIMES = ('real', 'synthetic', 'mixed')
 MIN_EVAL_PAIRS = 10  # Both verification protocols score 10 folds.
-LOSSES = {
-    # name: (m1, m2, m3, scale) as in insightface's CombinedMarginLoss; SynFace uses ArcFace with s = 30.
-    'arcface': (1.0, 0.5, 0.0, 64.0),
-    'cosface': (1.0, 0.0, 0.4, 64.0),
-}
 
 
 def base_config() -> ml_collections.ConfigDict:

@@ -15,7 +15,6 @@ Without --config the procedural generator's defaults are used. Writes into DIR:
 --mixup SPEC (e.g. 'synface', 'fixed:0.8') identities are mixed with random partners and
 `mix_ids` / `mix_weights` hold the soft labels.
 """
-import argparse
 import functools
 import os
 import sys
@@ -25,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from synface_jax import mixup
+from synface_jax import cli, mixup
 from synface_jax.generators import get_generator
 from synface_jax.types import Factors
 from synface_jax.generators import sampling
@@ -41,24 +40,14 @@ def load_config(spec, overrides=()):
 
 def with_generator(config, name, options):
   """The config (or the base one) with generator.name and generator.<name>.KEY=VALUE set."""
-  import ast  # pylint: disable=g-import-not-at-top
   from synface_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   config = config if config is not None and 'generator' in config else config_lib.base_config()
   config.generator.name = name or config.generator.name
   block = config.generator.get(config.generator.name) if options else {}
   if block is None:
-    raise SystemExit(f'generate: --option: {config.generator.name!r} has no options block; '
-                     'a generator of your own (module:callable) takes the shared generator fields')
-  for option in options:
-    key, sep, value = option.partition('=')
-    if not sep or key not in block:
-      raise SystemExit(f'generate: --option {option!r}: expected KEY=VALUE with KEY one of '
-                       f'{sorted(block.keys())}')
-    try:
-      value = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-      pass  # A plain string, e.g. a path.
-    block[key] = value
+    raise ValueError(f'--option: {config.generator.name!r} has no options block; a generator '
+                     'of your own (module:callable) takes the shared generator fields')
+  block.update(cli.key_values(options, '--option', allowed=block.keys()))
   return config
 
 
@@ -193,8 +182,7 @@ def write_npz(path, generator, params, key, identities, per_identity, pool, spec
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog='python -m synface_jax.generate',
-                                   description=__doc__.split('\n')[0])
+  parser = cli.parser('synface_jax.generate', __doc__.split('\n')[0])
   parser.add_argument('--config', default=None,
                       help='config file (path[:arg]) with a generator field; --config.FIELD=VALUE '
                            'overrides a field, as for main')
@@ -216,13 +204,13 @@ def main(argv=None):
     parser.error('give --out and/or --npz')
   if overrides and not args.config:
     parser.error(f'--config.{overrides[0]} needs --config FILE')
-  try:
+  try:  # A bad config file, field, option or generator: one line, exit 2.
     config = load_config(args.config, overrides)
+    if args.generator or args.option:
+      config = with_generator(config, args.generator, args.option)
+    generator, pool = build(config)
   except ValueError as e:
-    parser.error(str(e))
-  if args.generator or args.option:
-    config = with_generator(config, args.generator, args.option)
-  generator, pool = build(config)
+    cli.fail(str(e))
   params = generator.init(jax.random.PRNGKey(args.seed))
   key = jax.random.PRNGKey(args.seed + 1)
   if args.out:
