@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from examples import dirichlet_mixup, expression_mixup
 from synface_jax.types import Factors, SoftLabel
+
+sys.path.insert(0, str(REPO))  # examples/ is the package `examples`, as main imports it.
+from examples import dirichlet_mixup, expression_mixup  # noqa: E402
 
 B = 6
 
