@@ -8,7 +8,7 @@ Public API used across the project:
 __version__ = '0.2.0'
 
 from synface_jax.losses import margin_softmax_loss
-from synface_jax.mixup import SoftLabel
+from synface_jax.types import SoftLabel
 
 __all__ = ['SoftLabel', 'load_embedder', 'margin_softmax_loss']
 

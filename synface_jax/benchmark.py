@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from synface_jax import cli
+
 
 def _time(fn, args, steps: int):
   """Compile time, then mean seconds per call over `steps` calls (after one warm-up call)."""
@@ -263,7 +265,7 @@ def _memory_figures(args, result) -> dict:
 def bench_mixup(args) -> dict:
   """Identity mixup (coefficients + soft labels) and domain mixup (images) on their own."""
   from synface_jax import mixup
-  from synface_jax.mixup import SoftLabel
+  from synface_jax.types import SoftLabel
   b, (h, w) = args.batch, args.size
   phi_sampler = mixup.make_sampler('synface')
   psi_sampler = mixup.make_sampler('synface')
@@ -291,12 +293,13 @@ def bench_mixup(args) -> dict:
 
 def bench_generate(args) -> dict:
   """Identity sampling + rendering of aligned faces, as the train step does it."""
-  from synface_jax import generators, mixup, train
+  from synface_jax import generators, mixup
+  from synface_jax.generators import sampling
   generator = generators.get_generator(_generator_config(args))
   params = generator.init(jax.random.key(0))
   phi = mixup.make_sampler('synface') if args.im else None
   options = _render_augment(args)
-  fn = jax.jit(lambda key: train.synthetic_batch(generator, params, key, args.batch,
+  fn = jax.jit(lambda key: sampling.synthetic_batch(generator, params, key, args.batch,
                                                  args.classes[0], 0, phi, draw_seed=0,
                                                  augment_options=options))
   _, compile_s, step_s = _time(fn, (jax.random.key(1),), args.steps)
@@ -364,11 +367,6 @@ def bench_search(args):
           'mean_top1': round(float(scores[:, 0].mean()), 4)}
 
 
-def _size(text: str):
-  h, w = text.lower().split('x')
-  return int(h), int(w)
-
-
 def _ints(text: str):
   return [int(v) for v in text.split(',')]
 
@@ -383,14 +381,13 @@ def _simulate_devices(n: int, argv) -> None:
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog='python -m synface_jax.benchmark', description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.parser('synface_jax.benchmark', __doc__)
   parser.add_argument('what', choices=('step', 'mixup', 'generate', 'head', 'input', 'search'))
   parser.add_argument('--arch', default='r18')
   parser.add_argument('--width', type=float, default=1.0)
   parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
   parser.add_argument('--batch', type=int, default=32)
-  parser.add_argument('--size', type=_size, default=(112, 112), help='HxW, e.g. 112x96')
+  parser.add_argument('--size', type=cli.size, default=(112, 112), help='HxW, e.g. 112x96')
   parser.add_argument('--classes', type=_ints, default=[10_000],
                       help='identities per domain; head: a comma list, e.g. 100000,1000000')
   parser.add_argument('--regime', default='real', choices=('real', 'synthetic', 'mixed'))

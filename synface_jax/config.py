@@ -17,11 +17,6 @@ from synface_jax.generators import augment
 
 REGIMES = ('real', 'synthetic', 'mixed')
 MIN_EVAL_PAIRS = 10  # Both verification protocols score 10 folds.
-LOSSES = {
-    # name: (m1, m2, m3, scale) as in insightface's CombinedMarginLoss; SynFace uses ArcFace with s = 30.
-    'arcface': (1.0, 0.5, 0.0, 64.0),
-    'cosface': (1.0, 0.0, 0.4, 64.0),
-}
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -46,6 +41,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.m3 = 0.0
   c.loss.fallback = True          # SynFace's cos(t) - m sin(m) when t + m > pi; False = insightface.
   c.loss.sample_rate = 1.0        # Partial FC: share of each head shard's classes scored per step.
+  # The loss, a types.Loss as module:callable; it gets the other loss fields as keyword arguments.
+  c.loss.fn = 'synface_jax.losses:margin_softmax_loss'
 
   # Real images: identity image folders (CASIA-WebFace layout), insightface RecordIO (train.rec),
   # SynFace's released set or a prepared TFDS dataset; prepared once as TFDS (synface_jax/data).
@@ -89,11 +86,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.im = ml_collections.ConfigDict()  # Identity mixup.
   c.im.enabled = False
   c.im.phi = 'synface'                # A sampler spec, see synface_jax.mixup.make_sampler.
+  c.im.fn = 'synface_jax.mixup:mix_identities'  # A types.Mixup on Factors, as module:callable.
+  c.im.partners = 1                   # Partner identities per face (SynFace: 1).
 
   c.dm = ml_collections.ConfigDict()  # Domain mixup.
   c.dm.enabled = False
   c.dm.psi = 'synface'
   c.dm.per_example = False            # SynFace draws one psi per batch.
+  c.dm.fn = 'synface_jax.mixup:mix_domains'  # A types.Mixup on images, as module:callable.
 
   c.optim = ml_collections.ConfigDict()
   c.optim.batch_size = 512           # Global batch.
@@ -257,12 +257,16 @@ def validate(c: ml_collections.ConfigDict) -> None:
     augment.Augment.from_config(c.synthetic.augment).check()
   need(not c.dm.enabled or c.regime == 'mixed', 'dm.enabled', 'domain mixup needs the mixed regime')
   need(not c.im.enabled or uses_syn, 'im.enabled', 'identity mixup needs synthetic identities')
+  need(_is_int(c.im.partners) and 1 <= c.im.partners < max(c.synthetic.num_identities, 2),
+       'im.partners', 'must be an integer >= 1, below synthetic.num_identities')
   from synface_jax import mixup  # Checks the sampler specs.
   for field in ('im.phi', 'dm.psi'):
     try:
       mixup.make_sampler(_get(c, field))
     except ValueError as e:
       raise ValueError(f'config field {field}: {e}') from None
+  from synface_jax import extensions  # Imports and checks im.fn, dm.fn, loss.fn, generator.name.
+  extensions.check(c)
 
 
 def validate_devices(c: ml_collections.ConfigDict, num_devices: int) -> None:

@@ -18,13 +18,13 @@ The model comes from DIR's model.json (written by training and by models.convert
 --width override it, and rebuild checkpoints written before it existed. In Python, use
 `synface_jax.load_embedder` (L2-normalised embeddings of arrays, PIL images or files).
 """
-import argparse
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from synface_jax import cli
 from synface_jax.models import model_spec
 from synface_jax.models.checkpoint import load_backbone
 
@@ -129,7 +129,7 @@ def _finite(variables) -> bool:
 
 def main(argv=None):
   from synface_jax.embedder import Embedder
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = cli.parser('synface_jax.embed', __doc__.splitlines()[0])
   parser.add_argument('--checkpoint', required=True,
                       help='CheckpointManager directory or training workdir')
   parser.add_argument('--arch', default=None,

@@ -15,7 +15,6 @@ Without --config the procedural generator's defaults are used. Writes into DIR:
 --mixup SPEC (e.g. 'synface', 'fixed:0.8') identities are mixed with random partners and
 `mix_ids` / `mix_weights` hold the soft labels.
 """
-import argparse
 import functools
 import os
 import sys
@@ -25,10 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from synface_jax import mixup
+from synface_jax import cli, mixup
 from synface_jax.generators import get_generator
-from synface_jax.generators.factors import Factors
-from synface_jax.generators.pairs import to_uint8
+from synface_jax.types import Factors
+from synface_jax.generators import sampling
+from synface_jax.generators.sampling import to_uint8
 
 
 def load_config(spec, overrides=()):
@@ -40,21 +40,14 @@ def load_config(spec, overrides=()):
 
 def with_generator(config, name, options):
   """The config (or the base one) with generator.name and generator.<name>.KEY=VALUE set."""
-  import ast  # pylint: disable=g-import-not-at-top
   from synface_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   config = config if config is not None and 'generator' in config else config_lib.base_config()
   config.generator.name = name or config.generator.name
-  block = config.generator[config.generator.name]
-  for option in options:
-    key, sep, value = option.partition('=')
-    if not sep or key not in block:
-      raise SystemExit(f'generate: --option {option!r}: expected KEY=VALUE with KEY one of '
-                       f'{sorted(block.keys())}')
-    try:
-      value = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-      pass  # A plain string, e.g. a path.
-    block[key] = value
+  block = config.generator.get(config.generator.name) if options else {}
+  if block is None:
+    raise ValueError(f'--option: {config.generator.name!r} has no options block; a generator '
+                     'of your own (module:callable) takes the shared generator fields')
+  block.update(cli.key_values(options, '--option', allowed=block.keys()))
   return config
 
 
@@ -65,7 +58,7 @@ def build(config):
     generator = get_generator(ConfigDict({'name': 'procedural'}))
   else:
     generator = get_generator(config.generator)
-  pool = getattr(generator, 'num_identities', 10000)
+  pool = generator.num_identities or 10000
   if config is not None and 'synthetic' in config and 'num_identities' in config.synthetic:
     pool = int(config.synthetic.num_identities)
   return generator, pool
@@ -171,36 +164,25 @@ def render_all(generator, params, factors, batch_size=64, progress=''):
   return np.concatenate(out)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4, 5))
-def _npz_factors(generator, params, key, ids, pool, spec):
-  """Factors of one face per id, identities mixed with random partners when spec is given."""
-  coeffs = jax.vmap(generator.identity, in_axes=(None, 0))(params, ids)
-  k_draw, k_partner, k_phi = jax.random.split(key, 3)
-  label = None
-  if spec:
-    partners = mixup.sample_partners(k_partner, ids, pool)
-    phi = mixup.make_sampler(spec)(k_phi, ids.shape)
-    other = jax.vmap(generator.identity, in_axes=(None, 0))(params, partners)
-    coeffs, label = mixup.identity_mixup(coeffs, other, ids, partners, phi)
-  return jax.vmap(generator.sample)(jax.random.split(k_draw, ids.shape[0]), coeffs), label
-
-
 def write_npz(path, generator, params, key, identities, per_identity, pool, spec=None, batch_size=64):
   """Saves faces of `identities` x `per_identity` (optionally mixed) as arrays; see module doc."""
   labels = np.repeat(np.arange(identities), per_identity)
-  factors, label = _npz_factors(generator, params, key, jnp.asarray(labels, jnp.int32),
-                                max(pool, identities), spec)
-  extra = {}
+  ids = jnp.asarray(labels, jnp.int32)
+  k_draw, k_partner, k_phi = jax.random.split(key, 3)
+  partners = phi = None
   if spec:
-    extra = {'mix_ids': np.asarray(label.ids), 'mix_weights': np.asarray(label.weights)}
-  images = render_all(generator, params, factors, batch_size, progress=f'generate {path}')
+    partners = mixup.sample_partners(k_partner, ids, max(pool, identities))[:, None]
+    phi = mixup.make_sampler(spec)(k_phi, ids.shape)
+  images, label, factors = sampling.faces_in_batches(
+      generator, params, key, ids, jax.random.split(k_draw, len(labels)), partners=partners,
+      phi=phi, batch_size=batch_size, progress=f'generate {path}')
+  extra = {'mix_ids': label.ids, 'mix_weights': label.weights} if spec else {}
   arrays = {name: np.asarray(value) for name, value in factors._asdict().items()}
   np.savez(path, images=images, labels=labels.astype(np.int64), **arrays, **extra)
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog='python -m synface_jax.generate',
-                                   description=__doc__.split('\n')[0])
+  parser = cli.parser('synface_jax.generate', __doc__.split('\n')[0])
   parser.add_argument('--config', default=None,
                       help='config file (path[:arg]) with a generator field; --config.FIELD=VALUE '
                            'overrides a field, as for main')
@@ -211,7 +193,8 @@ def main(argv=None):
   parser.add_argument('--mixup', default=None, help="phi spec for --npz, e.g. 'synface' or 'fixed:0.8'")
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--generator', default=None,
-                      help="backend, overriding the config's (procedural, discofacegan)")
+                      help="backend, overriding the config's (procedural, discofacegan, or "
+                           "module:callable of your own)")
   parser.add_argument('--option', action='append', default=[], metavar='KEY=VALUE',
                       help="the backend's own option, e.g. checkpoint=DIR or preset=small")
   from synface_jax import config as config_lib  # pylint: disable=g-import-not-at-top
@@ -221,12 +204,12 @@ def main(argv=None):
     parser.error('give --out and/or --npz')
   if overrides and not args.config:
     parser.error(f'--config.{overrides[0]} needs --config FILE')
-  try:
+  try:  # A bad config file, field, option or generator: one line, exit 2.
     config = load_config(args.config, overrides)
+    if args.generator or args.option:
+      config = with_generator(config, args.generator, args.option)
   except ValueError as e:
-    parser.error(str(e))
-  if args.generator or args.option:
-    config = with_generator(config, args.generator, args.option)
+    cli.fail(str(e))
   from synface_jax import file_errors  # pylint: disable=g-import-not-at-top
   try:
     generator, pool = build(config)  # Reads the generator's files (BFM .mat, checkpoint).

@@ -34,7 +34,8 @@ from PIL import Image, ImageDraw
 from synface_jax.eval.metrics import roc_summary
 from synface_jax.eval.plots import histogram_png
 from synface_jax.generators import augment
-from synface_jax.generators.pairs import to_uint8
+from synface_jax.generators import sampling
+from synface_jax.generators.sampling import to_uint8
 
 FACTORS = ('yaw', 'lighting', 'expression')
 
@@ -130,8 +131,7 @@ def render_faces(generator, params, key, identity_ids: Sequence[int], per_identi
 
   def faces(params, ids, keys):
     """One fresh draw per (identity, key)."""
-    coeffs = jax.vmap(generator.identity, (None, 0))(params, ids)
-    images = generator.render(params, jax.vmap(generator.sample)(keys, coeffs))[0]
+    images = sampling.faces(generator, params, None, ids, keys)[0]
     if augment_options is None or not augment_options.enabled:
       return images
     degrade = lambda k, x: augment.augment_one(jax.random.fold_in(k, 1), x, augment_options)

@@ -20,7 +20,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from synface_jax.mixup import SoftLabel
+from synface_jax.types import SoftLabel
 
 ARCFACE = dict(m1=1.0, m2=0.5, m3=0.0)
 COSFACE = dict(m1=1.0, m2=0.0, m3=0.4)

@@ -10,7 +10,7 @@ bad config or a workdir in use by another run, 3 when training kept producing Na
 import json
 import logging as pylogging
 import os
-import sys
+import re
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
@@ -18,7 +18,7 @@ from absl import app, flags, logging  # noqa: E402
 import jax  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from synface_jax import checkpointing, config as config_lib, train  # noqa: E402
+from synface_jax import checkpointing, cli, config as config_lib, train  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Where checkpoints and TensorBoard metrics go.')
@@ -59,8 +59,8 @@ def main(argv):
     import tensorflow as tf
   except ImportError:
     if config.regime != 'synthetic':
-      raise SystemExit(f'main: regime {config.regime!r} reads real data, which needs TensorFlow: '
-                       "pip install 'synface_jax[data]'") from None
+      _fail(f"config field regime={config.regime!r}: real data needs TensorFlow: pip install "
+          "'synface_jax[data]'", 2)
   else:
     tf.config.set_visible_devices([], 'GPU')
   logging.info('JAX process %d / %d, devices: %s', jax.process_index(), jax.process_count(),
@@ -108,10 +108,25 @@ def parse_flags(argv):
 
 
 def _fail(message: str, status: int):
-  """One line on stderr (and in the log), no traceback, and the exit status."""
-  logging.error('%s', message)
-  print(f'error: {message}', file=sys.stderr, flush=True)
-  sys.exit(status)
+  """One line on stderr (`cli.fail`), no traceback, and the exit status; in the log files too."""
+  if FLAGS.is_parsed() and FLAGS.log_dir:
+    logging.error('%s', message)
+  cli.fail(message, status)
+
+
+def parse_flags(argv):
+  """absl's flag parsing, with a bad flag or config file told in one line (exit 2): the flag and
+  what is wrong with it, without the traceback config_flags wraps around a config file's error."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    cli.fail(lines[0] if len(lines) == 1 else f'{lines[0]} {lines[-1]}')
+  except (AttributeError, KeyError) as e:  # config_flags on --config.FIELD=VALUE of no field.
+    text = str(e).replace('\\n', ' ').replace("\\'", "'")
+    name, hint = re.search(r"'(\w+)'", text), re.search(r'Did you mean[^?]*\?', text)
+    cli.fail(f'--config.FIELD=VALUE: no config field {name.group(1) if name else text!r}'
+             + (f'; {hint.group(0)}' if hint else ''))
 
 
 if __name__ == '__main__':

@@ -4,49 +4,13 @@ Everything here is a pure function usable inside `jax.jit`. Identity mixup (IM) 
 coefficients of two identities with a coefficient phi; domain mixup (DM) mixes a synthetic and a real
 image batch with a coefficient psi. Both produce a `SoftLabel`, which the margin softmax consumes.
 """
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-class SoftLabel(NamedTuple):
-  """A label that is a weighted set of classes.
-
-  ids: int32 [B, K] class ids; -1 marks an empty slot that contributes nothing.
-  weights: float32 [B, K], each row sums to 1 over its valid slots.
-  K = 1 for a plain label, 2 after identity mixup, 3 after identity + domain mixup.
-  """
-  ids: jax.Array
-  weights: jax.Array
-
-  @classmethod
-  def one_hot(cls, ids) -> 'SoftLabel':
-    ids = jnp.asarray(ids, jnp.int32)[:, None]
-    return cls(ids=ids, weights=jnp.ones(ids.shape, jnp.float32))
-
-  def concat(self, other: 'SoftLabel') -> 'SoftLabel':
-    """Joins the slots of two labels of the same batch: K = K_self + K_other."""
-    return SoftLabel(
-        ids=jnp.concatenate([self.ids, other.ids], axis=-1),
-        weights=jnp.concatenate([self.weights, other.weights], axis=-1))
-
-  def dense(self, num_classes: int, dtype=jnp.float32) -> jax.Array:
-    """Target weights per class, [..., num_classes].
-
-    Entry j of a row is the sum of the weights of its slots whose id is j; slots with id -1 add
-    nothing. Built from elementwise comparisons with the class index, one slot at a time, so it
-    needs no gather along the class axis and stays cheap when that axis is sharded.
-    """
-    classes = jnp.arange(num_classes, dtype=jnp.int32)
-    ids = jnp.asarray(self.ids, jnp.int32)
-    weights = jnp.asarray(self.weights, dtype)
-    dense = jnp.zeros(ids.shape[:-1] + (num_classes,), dtype)
-    for k in range(ids.shape[-1]):
-      hit = (ids[..., k, None] == classes) & (ids[..., k, None] >= 0)
-      dense = dense + jnp.where(hit, weights[..., k, None], 0)
-    return dense
+from synface_jax.types import SoftLabel  # noqa: F401  (also importable from here)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,6 +166,22 @@ def identity_mixup(coeffs_a, coeffs_b, id_a, id_b, phi):
   return jax.vmap(_identity_mixup_one)(coeffs_a, coeffs_b, id_a, id_b, phi)
 
 
+def mix_identities(key, a, label_a: SoftLabel, b, label_b: SoftLabel, phi):
+  """SynFace's identity mixup as a `types.Mixup` on Factors (the default config.im.fn).
+
+  a: Factors [B] of the anchors, b: Factors [B, 1] of one partner each; the result is a with its
+  identity coefficients phi * a + (1 - phi) * b (nuisance, pose and lighting stay a's), labelled
+  (id_a, id_b) with weights (phi, 1 - phi). key is not used.
+  """
+  del key
+  if b.identity.shape[1] != 1:
+    raise ValueError(f'identity mixup mixes one partner per face, got {b.identity.shape[1]} '
+                     '(config.im.partners must be 1 for synface_jax.mixup:mix_identities)')
+  identity, label = identity_mixup(a.identity, b.identity[:, 0], label_a.ids[:, 0],
+                                   label_b.ids[:, 0], phi)
+  return a._replace(identity=identity), label
+
+
 # ---------------------------------------------------------------------------------------------
 # Domain mixup.
 
@@ -237,3 +217,9 @@ def domain_mixup(x_syn, label_syn: SoftLabel, x_real, label_real: SoftLabel, psi
   syn = SoftLabel(label_syn.ids, label_syn.weights * psi[:, None])
   real = SoftLabel(label_real.ids, label_real.weights * (1 - psi[:, None]))
   return x, syn.concat(real)
+
+
+def mix_domains(key, x_syn, label_syn: SoftLabel, x_real, label_real: SoftLabel, psi):
+  """`domain_mixup` as a `types.Mixup` (the default config.dm.fn); key is not used."""
+  del key
+  return domain_mixup(x_syn, label_syn, x_real, label_real, psi)

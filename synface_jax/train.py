@@ -2,18 +2,19 @@
 
 One step is one pure, jitted function (read `make_train_step` top to bottom):
 
-    key -> identity ids, partners, phi        identity mixup in coefficient space (vmapped)
+    key -> identity ids, partners, phi        identity mixup on Factors (config.im.fn)
         -> generator.render(params_g, factors) aligned synthetic faces + soft labels
-    real batch (host-sharded input)           -> domain mixup with psi (image space)
+                                              (both in generators/sampling.py)
+    real batch (host-sharded input)           -> domain mixup with psi (config.dm.fn)
         -> IResNet -> embeddings -> cosine to the class centres (sharded over 'model')
-        -> soft-target margin softmax -> grads -> optax update
+        -> soft-target margin softmax (config.loss.fn) -> grads -> optax update
 
 Regimes: 'real' uses only the real batch, 'synthetic' only rendered faces, 'mixed' both, with one
 head over synthetic classes [0, N_syn) followed by real classes [N_syn, N_syn + N_real).
 """
 import os
 import time
-from typing import Any, Callable
+from typing import Any
 
 from absl import logging
 import flax
@@ -24,13 +25,11 @@ import optax
 from clu import metrics as clu_metrics
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from synface_jax import checkpointing, losses, mixup, models, sharding, startup
-from synface_jax.mixup import SoftLabel
+from synface_jax import checkpointing, extensions, losses, mixup, models, sharding, startup
+from synface_jax.types import SoftLabel
 from synface_jax.generators import augment
+from synface_jax.generators.sampling import synthetic_batch  # The step's synthetic input.
 from synface_jax.models import head as head_lib
-
-_AUGMENT_STREAM = 0xA06  # fold_in of a synthetic batch's key for its augmentation draws.
-
 
 class TrainState(flax.struct.PyTreeNode):
   step: jax.Array
@@ -119,40 +118,6 @@ def init_state(model, tx, num_classes: int, key, mesh, input_size,
   return jax.jit(init, out_shardings=shardings)(key)
 
 
-def synthetic_batch(generator, gen_params, key, batch_size: int, num_identities: int,
-                    images_per_identity: int, phi_sampler: Callable | None, draw_seed: int,
-                    augment_options: augment.Augment | None = None):
-  """Rendered faces of random pool identities, identity-mixed when phi_sampler is given.
-
-  With images_per_identity = S > 0 identity i has exactly S fixed nuisance draws (SynFace's
-  Syn_N_S): the j-th is keyed by (draw_seed, i, j). With S = 0 every face gets a fresh draw.
-  The renders then go through `augment_options` (camera and detector effects, any generator),
-  keyed afresh at every step so a fixed draw is seen under different degradations.
-  Returns (images [B, H, W, 3], SoftLabel with K = 1, or K = 2 after identity mixup).
-  """
-  k_id, k_img, k_partner, k_phi = jax.random.split(key, 4)
-  ids = jax.random.randint(k_id, (batch_size,), 0, num_identities)
-  identity = jax.vmap(generator.identity, (None, 0))(gen_params, ids)
-  if phi_sampler is None:
-    label = SoftLabel.one_hot(ids)
-  else:
-    partners = mixup.sample_partners(k_partner, ids, num_identities)
-    partner_identity = jax.vmap(generator.identity, (None, 0))(gen_params, partners)
-    phi = phi_sampler(k_phi, (batch_size,))
-    identity, label = mixup.identity_mixup(identity, partner_identity, ids, partners, phi)
-  if images_per_identity > 0:
-    root = jax.random.key(draw_seed)
-    j = jax.random.randint(k_img, (batch_size,), 0, images_per_identity)
-    draw_keys = jax.vmap(lambda i, j: jax.random.fold_in(jax.random.fold_in(root, i), j))(ids, j)
-  else:
-    draw_keys = jax.random.split(k_img, batch_size)
-  factors = jax.vmap(generator.sample)(draw_keys, identity)
-  images, _ = generator.render(gen_params, factors)
-  if augment_options is not None:
-    images = augment.augment(jax.random.fold_in(key, _AUGMENT_STREAM), images, augment_options)
-  return jax.lax.stop_gradient(images), label
-
-
 def real_label(batch: dict, offset: int) -> SoftLabel:
   """The real batch's labels as a SoftLabel, class ids shifted by `offset` (empty slots stay -1)."""
   if 'label_ids' not in batch:
@@ -176,6 +141,8 @@ def make_inputs(config: ml_collections.ConfigDict, mesh, *, generator=None,
   num_syn = config.synthetic.num_identities if uses_syn else 0
   phi_sampler = mixup.make_sampler(config.im.phi) if config.im.enabled else None
   psi_sampler = mixup.make_sampler(config.dm.psi) if config.dm.enabled else None
+  identity_mixup = extensions.mixup('im.fn', config.im.fn)
+  domain_mixup = extensions.mixup('dm.fn', config.dm.fn)
   augment_options = augment.Augment.from_config(config.synthetic.augment) if uses_syn else None
   batch_size = config.optim.batch_size
   # Without domain mixup the mixed regime samples from the union of both sets: each example is
@@ -192,7 +159,7 @@ def make_inputs(config: ml_collections.ConfigDict, mesh, *, generator=None,
       x_syn, y_syn = synthetic_batch(
           generator, gen_params, k_syn, batch_size, num_syn,
           config.synthetic.images_per_identity, phi_sampler, draw_seed=config.seed + 1,
-          augment_options=augment_options)
+          augment_options=augment_options, mix=identity_mixup, num_partners=config.im.partners)
       x_syn = jax.lax.with_sharding_constraint(x_syn, batch_spec)
       parts['synthetic'] = x_syn
       if phi_sampler is not None:
@@ -208,9 +175,11 @@ def make_inputs(config: ml_collections.ConfigDict, mesh, *, generator=None,
     else:
       if psi_sampler is not None:
         psi = psi_sampler(k_psi, (batch_size,) if config.dm.per_example else ())
-      else:
+        # The mixup's own draws, if it makes any, come from a key of their own.
+        x, y = domain_mixup(jax.random.fold_in(k_psi, 1), x_syn, y_syn, x_real, y_real, psi)
+      else:  # Each example is either synthetic or real: a selection, not a mixup.
         psi = jax.random.bernoulli(k_psi, p_syn, (batch_size,)).astype(jnp.float32)
-      x, y = mixup.domain_mixup(x_syn, y_syn, x_real, y_real, psi)
+        x, y = mixup.domain_mixup(x_syn, y_syn, x_real, y_real, psi)
       parts['mixed'] = x
       parts['psi'] = jnp.broadcast_to(psi, (batch_size,)).astype(jnp.float32)
     return x, y, k_model, parts
@@ -256,8 +225,8 @@ def make_train_step(config: ml_collections.ConfigDict, model, tx, schedule, mesh
   head_shards = sharding.head_shards(mesh, config.mesh.head_on_data)
   logits_spec = NamedSharding(mesh, sharding.logits_spec(config.mesh.head_on_data))
   bn_groups = 1 if config.mesh.global_batch_norm else data_shards
-  margin = dict(scale=config.loss.scale, m1=config.loss.m1, m2=config.loss.m2,
-                m3=config.loss.m3, fallback=config.loss.fallback)
+  loss_hyper = extensions.loss_hyper(config.loss)  # scale, m1, m2, m3, fallback, ...
+  loss_of = extensions.loss('loss.fn', config.loss.fn, loss_hyper)
 
   def embed(params, batch_stats, x, key):
     """Backbone forward in train mode; BN statistics over the global batch or per device."""
@@ -283,7 +252,7 @@ def make_train_step(config: ml_collections.ConfigDict, model, tx, schedule, mesh
       valid = head_lib.class_mask(centres.shape[0], num_classes)
     cos = losses.cosine(embeddings, centres)
     cos = jax.lax.with_sharding_constraint(jnp.where(valid, cos, -1.0), logits_spec)
-    per_example, logits = losses.margin_softmax_loss(cos, y, **margin)
+    per_example, logits = loss_of(cos, y, **loss_hyper)
     main_class = jnp.take_along_axis(y.ids, jnp.argmax(y.weights, -1)[:, None], -1)[:, 0]
     correct = (jnp.argmax(logits, axis=-1) == main_class).astype(jnp.float32)
     return per_example.mean(), (batch_stats, correct)

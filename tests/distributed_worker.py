@@ -17,8 +17,9 @@ if num_processes > 1:
   jax.distributed.initialize(f'localhost:{port}', num_processes, process_id)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # The repo.
 from synface_jax import sharding, train  # noqa: E402
-from test_train import BATCH, NUM_REAL, NUM_SYN, SIZE, real_batch, tiny_config, tiny_model  # noqa: E402
+from conftest import BATCH, NUM_REAL, NUM_SYN, SIZE, real_batch, tiny_config, tiny_model  # noqa: E402
 from toy_generator import ToyGenerator  # noqa: E402
 
 assert jax.device_count() == 8, jax.devices()

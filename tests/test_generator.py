@@ -11,7 +11,7 @@ import pytest
 
 from synface_jax import mixup
 from synface_jax.generators import get_generator
-from synface_jax.generators.factors import Factors
+from synface_jax.types import Factors
 from synface_jax.generators.pairs import pair_identities, synthetic_pairs
 from synface_jax.generators.procedural import ProceduralGenerator, bfm
 

@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from synface_jax.mixup import SoftLabel
+from synface_jax.types import SoftLabel
 from synface_jax.models import head as head_lib
 
 

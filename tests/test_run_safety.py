@@ -14,7 +14,7 @@ import pytest
 
 from conftest import REPO, subprocess_env
 from synface_jax import checkpointing, config as config_lib, sharding, train
-from test_train import BATCH, NUM_REAL, SIZE, real_batch, tiny_config, tiny_model
+from conftest import BATCH, NUM_REAL, SIZE, real_batch, tiny_config, tiny_model
 import toy_main  # noqa: F401  (registers the 'toy' generator)
 
 

@@ -5,41 +5,10 @@ import numpy as np
 import optax
 import pytest
 
+from conftest import BATCH, NUM_REAL, NUM_SYN, SIZE, real_batch, tiny_config, tiny_model
 from synface_jax import config as config_lib, sharding, train
 from synface_jax.models import IResNet
 from toy_generator import ToyGenerator
-
-SIZE = (32, 32)
-BATCH = 8
-NUM_SYN = 8
-NUM_REAL = 8
-
-
-def tiny_config(regime='mixed'):
-  c = config_lib.base_config()
-  c.regime = regime
-  c.model.arch = 'r18'
-  c.model.width = 1 / 16
-  c.model.input_size = SIZE
-  c.synthetic.num_identities = NUM_SYN
-  c.synthetic.images_per_identity = 4
-  c.real.path = '/unused'
-  c.im.enabled = regime != 'real'
-  c.dm.enabled = regime == 'mixed'
-  c.optim.batch_size = BATCH
-  c.optim.learning_rate = 0.2
-  return c
-
-
-def tiny_model():
-  return IResNet(stage_sizes=(1, 1, 1, 1), width=1 / 16, num_features=32)
-
-
-def real_batch(seed=0):
-  rng = np.random.default_rng(seed)
-  return {'image': rng.uniform(-1, 1, (BATCH, *SIZE, 3)).astype(np.float32),
-          'label': rng.integers(0, NUM_REAL, BATCH).astype(np.int32)}
-
 
 # Step 1 at learning rate 1 makes the first update exactly -(grad + wd * p), so the gradients can be
 # read back from the params; step 2 at a small rate exercises momentum.

@@ -11,9 +11,10 @@ from synface_jax.generators import factors as F
 
 class ToyGenerator:
 
-  def __init__(self, image_size=(32, 32), seed=0):
+  def __init__(self, image_size=(32, 32), seed=0, num_identities=None):
     self.image_size = tuple(image_size)
     self.seed = seed
+    self.num_identities = num_identities
 
   def init(self, key):
     h, w = self.image_size

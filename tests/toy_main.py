@@ -19,7 +19,7 @@ class RegisteredToy(ToyGenerator):
   """ToyGenerator taking the generator config's shared fields."""
 
   def __init__(self, image_size=(32, 32), num_identities=None, **unused):
-    super().__init__(image_size)
+    super().__init__(image_size, num_identities=num_identities)
 
 
 @generators.register('toy_nan')

@@ -11,13 +11,14 @@ them) or a prepared TFDS dataset folder; --kind overrides the detection. Each co
 JSON line; a source that cannot be read prints {"kind", "path", "error"} and exits with status 1.
 """
 import argparse
-import ast
 import json
 import os
 import sys
 import warnings
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from synface_jax import cli  # noqa: E402
 
 
 def _stats(args) -> dict:
@@ -43,10 +44,8 @@ def _export(args) -> dict:
   import ml_collections
   from synface_jax import generators, mixup
   from synface_jax.data import export
-  config = ml_collections.ConfigDict({'name': args.generator, 'image_size': args.size})
-  for option in args.generator_option:
-    key, _, value = option.partition('=')
-    config[key] = _literal(value)
+  config = ml_collections.ConfigDict({'name': args.generator, 'image_size': args.size,
+                                     **cli.key_values(args.generator_option, '--generator-option')})
   generator = generators.get_generator(config)
   params = generator.init(jax.random.key(args.generator_seed))
   phi = None if args.im == 'off' else mixup.make_sampler(args.im)
@@ -58,19 +57,6 @@ def _export(args) -> dict:
     builder = export.to_tfds(args.out, args.data_dir)
     result['tfds'] = {'name': builder.info.full_name, 'data_dir': os.fspath(builder.data_dir)}
   return result
-
-
-def _literal(text: str):
-  """A Python literal (number, tuple, bool, None) or, failing that, the text itself."""
-  try:
-    return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return text
-
-
-def _size(text: str):
-  h, w = text.lower().split('x')
-  return int(h), int(w)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--generator', default='procedural')
   p.add_argument('--generator-option', action='append', default=[], metavar='KEY=VALUE',
                  help='generator field, e.g. checkpoint=/ckpt/discofacegan or preset=small')
-  p.add_argument('--size', type=_size, default=(112, 112), help='HxW, e.g. 112x96')
+  p.add_argument('--size', type=cli.size, default=(112, 112), help='HxW, e.g. 112x96')
   p.add_argument('--im', default='synface', help="phi sampler spec, or 'off'")
   p.add_argument('--seed', type=int, default=0, help='partners and phi')
   p.add_argument('--draw-seed', type=int, default=1,

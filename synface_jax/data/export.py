@@ -1,8 +1,8 @@
 """Offline export of a synthetic set Syn_N_S, in SynFace's released layout and as TFDS ArrayRecord.
 
-Image j of identity i is rendered from the same nuisance draw the train step uses for Syn_N_S
-(key fold_in(fold_in(key(draw_seed), i), j)), with identity mixup when a phi sampler is given:
-partner and phi are drawn per image from key fold_in(key(seed), i * S + j) and phi is rounded to
+Image j of identity i is rendered by the train step's path (`generators.sampling.faces`) from the
+same nuisance draw it uses for Syn_N_S (`sampling.fixed_draws`), rounded to uint8 (`to_uint8`),
+with identity mixup when a phi sampler is given: partner and phi are drawn per image from key fold_in(key(seed), i * S + j) and phi is rounded to
 the 3 decimals the file name keeps, before rendering (as SynFace does). Files are
 `{i+1:05}/{j+1:03}_{i+1:05}x{phi:.3f}_({partner+1:05})x{1-phi:.3f}.jpg`; without mixup the partner
 is the identity itself with weight 0. `to_tfds` then builds the folder as a `synface_mixup` TFDS
@@ -17,6 +17,7 @@ import numpy as np
 
 from synface_jax import mixup
 from synface_jax.data import images, synface_names
+from synface_jax.generators import sampling
 
 
 def _label_fn(num_identities: int, images_per_identity: int, phi_sampler, seed: int):
@@ -39,16 +40,10 @@ def _render_fn(generator, images_per_identity: int, mixed: bool, draw_seed: int)
 
   def render(params, numbers, partners, phi):
     ids = numbers // images_per_identity
-    js = numbers % images_per_identity
-    identity = jax.vmap(generator.identity, (None, 0))(params, ids)
-    if mixed:
-      partner_identity = jax.vmap(generator.identity, (None, 0))(params, partners)
-      identity, _ = mixup.identity_mixup(identity, partner_identity, ids, partners, phi)
-    root = jax.random.key(draw_seed)
-    draw_keys = jax.vmap(lambda i, j: jax.random.fold_in(jax.random.fold_in(root, i), j))(ids, js)
-    factors = jax.vmap(generator.sample)(draw_keys, identity)
-    pixels, _ = generator.render(params, factors)
-    return jnp.clip((pixels + 1.0) * 127.5, 0, 255).astype(jnp.uint8)
+    draws = sampling.fixed_draws(draw_seed, ids, numbers % images_per_identity)
+    images, _, _ = sampling.faces(generator, params, jax.random.key(draw_seed), ids, draws,
+                                  partners=partners[:, None] if mixed else None, phi=phi)
+    return sampling.to_uint8(images)
   return jax.jit(render)
 
 

@@ -19,7 +19,6 @@ partners, pose, lighting and expression, so only phi differs. `projection.png` s
 identities of each set side by side in the plane of its first two principal components (same
 scale in every panel).
 """
-import functools
 import json
 import os
 from typing import Callable, Dict, Sequence
@@ -67,33 +66,14 @@ def pca_2d(x) -> np.ndarray:
   return centred @ vt[:2].T
 
 
-@functools.lru_cache(maxsize=4)
-def _mixed_step(generator, seed: int):
-  """The jitted render of identity-mixed faces; one compilation for every phi setting."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from synface_jax import mixup  # pylint: disable=g-import-not-at-top
-  k_face = jax.random.fold_in(jax.random.key(seed), 12)
-
-  @jax.jit
-  def one_batch(params, ids, partner_ids, weights, index):
-    identity = jax.vmap(generator.identity, (None, 0))
-    coeffs, _ = mixup.identity_mixup(identity(params, ids), identity(params, partner_ids),
-                                     ids, partner_ids, weights)
-    keys = jax.vmap(lambda i: jax.random.fold_in(k_face, i))(index)
-    factors = jax.vmap(generator.sample)(keys, coeffs)
-    return generator.render(params, factors)[0]
-  return one_batch
-
-
 def render_mixed(renderer, num_identities: int, per_identity: int, phi_spec: str,
                  batch_size: int = 64):
   """(images uint8 [N M, H, W, 3], labels [N M]): N held-out identities x M faces, each face's
   identity mixed with a random other identity of the set at weight phi ~ phi_spec on its own
   ('off': phi = 1). Partners, phi draws and nuisance are fixed by renderer.seed."""
   import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from synface_jax import mixup  # pylint: disable=g-import-not-at-top
-  from synface_jax.generators.pairs import to_uint8  # pylint: disable=g-import-not-at-top
+  from synface_jax.generators import sampling  # pylint: disable=g-import-not-at-top
   labels = np.repeat(np.arange(num_identities), per_identity)
   root = jax.random.fold_in(jax.random.key(renderer.seed), 11)
   k_partner, k_phi = jax.random.split(root)
@@ -103,16 +83,12 @@ def render_mixed(renderer, num_identities: int, per_identity: int, phi_spec: str
   else:
     phi = np.asarray(mixup.make_sampler(phi_spec)(k_phi, (labels.size,)), np.float32)
   first = renderer.first_identity
-  one_batch = _mixed_step(renderer.generator, renderer.seed)
-  out = []
-  for start in range(0, labels.size, batch_size):
-    stop = min(start + batch_size, labels.size)
-    take = np.minimum(np.arange(start, start + batch_size), labels.size - 1)
-    images = one_batch(renderer.params, jnp.asarray(first + labels[take], jnp.int32),
-                       jnp.asarray(first + partners[take], jnp.int32), jnp.asarray(phi[take]),
-                       jnp.asarray(np.arange(start, start + batch_size)))
-    out.append(to_uint8(images)[:stop - start])
-  return np.concatenate(out), labels
+  k_face = jax.random.fold_in(jax.random.key(renderer.seed), 12)
+  draws = jax.vmap(lambda i: jax.random.fold_in(k_face, i))(np.arange(labels.size))
+  images, _, _ = sampling.faces_in_batches(
+      renderer.generator, renderer.params, k_face, first + labels, draws,
+      partners=(first + partners)[:, None], phi=phi, batch_size=batch_size)
+  return images, labels
 
 
 def projection_png(path, panels: Dict[str, tuple], title='', panel=(300, 300)):

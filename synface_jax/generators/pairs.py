@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from synface_jax.generators import sampling
+
 NUM_FOLDS = 10
 
 
@@ -37,11 +39,6 @@ def pair_identities(seed: int, num_pairs: int, first_identity: int, num_identiti
   return np.concatenate(ids).astype(np.int64), np.array(issame)
 
 
-def to_uint8(images):
-  """[-1, 1] float images -> uint8 RGB."""
-  return np.asarray(jnp.clip(jnp.round((images + 1.0) * 127.5), 0, 255)).astype(np.uint8)
-
-
 def render_identities(generator, params, key, identity_ids, batch_size: int = 64,
                       return_factors: bool = False):
   """uint8 images [len(ids), H, W, 3] of the given pool identities, one nuisance draw each.
@@ -50,27 +47,11 @@ def render_identities(generator, params, key, identity_ids, batch_size: int = 64
   return_factors: also return the Factors each image was rendered from (numpy, leading axis
   len(ids)), for analyses by pose, lighting and expression.
   """
-  def one_batch(params, ids, index):
-    coeffs = jax.vmap(generator.identity, in_axes=(None, 0))(params, ids)
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
-    factors = jax.vmap(generator.sample)(keys, coeffs)
-    return generator.render(params, factors)[0], factors
-
-  step = jax.jit(one_batch)
-  ids = np.asarray(identity_ids)
-  out, drawn = [], []
-  for start in range(0, len(ids), batch_size):
-    chunk = ids[start:start + batch_size]
-    pad = batch_size - len(chunk)
-    padded = np.concatenate([chunk, np.full(pad, chunk[-1])]) if pad else chunk
-    index = np.arange(start, start + batch_size)
-    images, factors = step(params, jnp.asarray(padded, jnp.int32), jnp.asarray(index))
-    out.append(to_uint8(images)[:len(chunk)])
-    drawn.append(jax.tree.map(lambda v: np.asarray(v)[:len(chunk)], factors))
-  images = np.concatenate(out)
-  if return_factors:
-    return images, jax.tree.map(lambda *v: np.concatenate(v), *drawn)
-  return images
+  ids = np.asarray(identity_ids, np.int32)
+  draws = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(len(ids)))
+  images, _, factors = sampling.faces_in_batches(generator, params, key, ids, draws,
+                                                 batch_size=batch_size)
+  return (images, factors) if return_factors else images
 
 
 def synthetic_pairs(generator, params, key, num_pairs: int = 6000, first_identity=None,
@@ -93,7 +74,7 @@ def synthetic_pairs(generator, params, key, num_pairs: int = 6000, first_identit
     return_factors, (images, issame, factors).
   """
   if first_identity is None:
-    first_identity = int(getattr(generator, 'num_identities'))
+    first_identity = int(generator.num_identities)
   if num_identities is None:
     num_identities = max(2 * NUM_FOLDS, num_pairs // 6)
   seed = int(jax.random.randint(key, (), 0, 2 ** 31 - 1))

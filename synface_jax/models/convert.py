@@ -8,7 +8,6 @@ DIR becomes an orbax CheckpointManager directory with step 0 holding
 {'params': {'backbone': params}, 'batch_stats': batch_stats}, the layout the training loop writes,
 and DIR/model.json describing the model (see models.model_spec).
 """
-import argparse
 import math
 import os
 import struct
@@ -21,7 +20,7 @@ import ml_dtypes
 import numpy as np
 import orbax.checkpoint as ocp
 
-from synface_jax import safe_pickle
+from synface_jax import cli, safe_pickle
 from synface_jax.models import model_spec
 from synface_jax.models.iresnet import iresnet
 
@@ -366,21 +365,12 @@ def save_backbone(directory, variables, extras=None):
     manager.wait_until_finished()
 
 
-def parse_hw(text) -> tuple[int, int]:
-  """'112x96' -> (112, 96)."""
-  try:
-    height, width = (int(v) for v in text.lower().split('x'))
-  except ValueError:
-    raise argparse.ArgumentTypeError(f'expected HEIGHTxWIDTH such as 112x112, got {text!r}')
-  return height, width
-
-
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = cli.parser('synface_jax.models.convert', __doc__.splitlines()[0])
   parser.add_argument('--from-pth', required=True, help='insightface backbone .pth')
   parser.add_argument('--arch', required=True, help='r18, r34, r50, r100 or r200')
   parser.add_argument('--out', required=True, help='new orbax checkpoint directory')
-  parser.add_argument('--input-size', type=parse_hw, default=DEFAULT_INPUT_HW,
+  parser.add_argument('--input-size', type=cli.size, default=DEFAULT_INPUT_HW,
                       help='HEIGHTxWIDTH of the images the model was trained on')
   parser.add_argument('--width', type=float, default=1.0, help='channel multiplier')
   args = parser.parse_args(argv)

@@ -18,7 +18,6 @@ exports the same tensors it was converted from.
 ONNX goes through jax2onnx (`pip install 'synface_jax[onnx]'`) in insightface's ONNX layout:
 input 'input' [batch, 3, H, W] normalised as (x / 255 - 0.5) / 0.5, output 'embedding'.
 """
-import argparse
 import collections
 import os
 import pickle
@@ -27,6 +26,7 @@ import zipfile
 
 import numpy as np
 
+from synface_jax import cli
 from synface_jax.models import convert, model_spec
 from synface_jax.models.iresnet import ARCHS, TOTAL_STRIDE
 
@@ -261,7 +261,7 @@ def export_checkpoint(checkpoint, to, out, *, step=None, arch=None, width=None, 
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = cli.parser('synface_jax.models.export', __doc__.splitlines()[0])
   parser.add_argument('--checkpoint', required=True,
                       help='training workdir, CheckpointManager directory or convert output')
   parser.add_argument('--to', required=True, choices=FORMATS)
@@ -269,7 +269,7 @@ def main(argv=None):
   parser.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
   parser.add_argument('--arch', default=None, help="r18 ... r200 (default: the checkpoint's)")
   parser.add_argument('--width', type=float, default=None, help='channel multiplier')
-  parser.add_argument('--input-size', type=convert.parse_hw, default=None,
+  parser.add_argument('--input-size', type=cli.size, default=None,
                       help='HEIGHTxWIDTH (default: the checkpoint\'s)')
   args = parser.parse_args(argv)
   from synface_jax import file_errors  # pylint: disable=g-import-not-at-top

@@ -10,7 +10,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from synface_jax.mixup import SoftLabel
+from synface_jax.types import SoftLabel
 
 
 def init_head(key, num_rows: int, num_features: int) -> jax.Array:

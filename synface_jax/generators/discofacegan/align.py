@@ -21,6 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# The 5-point template of every generator (insightface's ArcFace one, or SynFace's 112x96 crop).
+from synface_jax.generators.procedural.align import ARCFACE_TEMPLATE, template  # noqa: F401
+
 # Mean-face 3D landmarks of the 3DMM (left eye, right eye, nose tip, left and right mouth corner).
 MEAN_FACE_LANDMARKS_3D = np.array(
     [[-0.3115, 0.2904, 0.1338], [0.3098, 0.2897, 0.1318], [0.0033, -0.0462, 0.5524],
@@ -28,12 +31,6 @@ MEAN_FACE_LANDMARKS_3D = np.array(
 CAMERA_DISTANCE = 10.0
 FOCAL_256 = 1015.0 * 1.22
 FRAME_256 = 256
-
-# insightface's ArcFace template for 112x112 crops (x, y pixels, pixel centres at integers).
-ARCFACE_TEMPLATE = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
-     [70.7299, 92.2041]], np.float64)
-
 
 def source_landmarks(resolution: int = FRAME_256) -> np.ndarray:
   """[5, 2] (x, y) pixels of the mean face at zero pose in a generator frame of `resolution` px."""
@@ -43,22 +40,6 @@ def source_landmarks(resolution: int = FRAME_256) -> np.ndarray:
   xy = np.stack([center + FOCAL_256 * p[:, 0] / depth, center - FOCAL_256 * p[:, 1] / depth], 1)
   # Pixel centres at integers: rescale about the frame's continuous centre.
   return (xy + 0.5) * (resolution / FRAME_256) - 0.5
-
-
-def template(name: str, image_size) -> np.ndarray:
-  """[5, 2] template points for images of (H, W).
-
-  'arcface' is defined at 112x112 and 'synface' at 112x96 (ArcFace's template 8 px to the
-  left, SynFace's crop); other sizes scale it per axis by (W / base W, H / base H).
-  """
-  height, width = image_size
-  if name == 'arcface':
-    points, (base_h, base_w) = ARCFACE_TEMPLATE, (112.0, 112.0)
-  elif name == 'synface':
-    points, (base_h, base_w) = ARCFACE_TEMPLATE - np.array([8.0, 0.0]), (112.0, 96.0)
-  else:
-    raise ValueError(f"template={name!r} is not known; choose 'arcface' or 'synface'")
-  return points * np.array([width / base_w, height / base_h])
 
 
 def fit_scale_translation(src, dst):

@@ -14,10 +14,13 @@ official text file when given, else it is computed over random identities (mean_
 checking an import only; it then needs --mean-w-id). The layout of DIR is in checkpoint.py.
 """
 import argparse
+import pickle
+import sys
 
 import jax
 import numpy as np
 
+from synface_jax import cli
 from synface_jax.generators.discofacegan import checkpoint, mean_w, network, snapshot
 from synface_jax.generators.discofacegan import vae_checkpoint
 from synface_jax.generators.discofacegan.arch import Arch
@@ -146,7 +149,7 @@ def convert(pkl, vae_dir, out, mean_w_id_file=None, mean_w_id_samples=mean_w.NUM
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = cli.parser('synface_jax.generators.discofacegan.convert', __doc__.splitlines()[0])
   parser.add_argument('--pkl', required=True, help='network-snapshot-*.pkl (G, D, Gs)')
   parser.add_argument('--vae-dir', required=True, help='vae/weights with id/ exp/ gamma/ rot/')
   parser.add_argument('--out', required=True, help='new output directory')

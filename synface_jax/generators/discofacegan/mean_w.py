@@ -7,13 +7,13 @@ numbers N(0, 1). The official value (50,000 identities) is a text file of [1, 14
     python -m synface_jax.generators.discofacegan.mean_w --checkpoint DIR --out mean_w_id.txt \
         [--samples 50000] [--seed 0]
 """
-import argparse
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from synface_jax import cli
 from synface_jax.generators import factors as F
 from synface_jax.generators.discofacegan import network, vae
 from synface_jax.generators.discofacegan.arch import Arch
@@ -82,7 +82,7 @@ def save_text(path, mean_w_id):
 
 def main(argv=None):
   from synface_jax.generators.discofacegan import checkpoint
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = cli.parser('synface_jax.generators.discofacegan.mean_w', __doc__.splitlines()[0])
   parser.add_argument('--checkpoint', required=True, help='converted generator directory')
   parser.add_argument('--out', required=True, help='text file to write')
   parser.add_argument('--samples', type=int, default=NUM_SAMPLES)

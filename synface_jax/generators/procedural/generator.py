@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from synface_jax.generators import register
-from synface_jax.generators.factors import Factors
+from synface_jax.types import Factors
 from synface_jax.generators.procedural import (align, background, camera, head_model, packing, priors,
                                                 raster, render, shader, texture)
 from synface_jax.generators.procedural.mesh import normalize
