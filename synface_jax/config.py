@@ -237,10 +237,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
     need(0.0 <= c.real.max_skipped_fraction <= 1.0, 'real.max_skipped_fraction',
          'is a fraction of the images, in [0, 1]')
   if uses_syn:
-    from synface_jax import generators  # pylint: disable=g-import-not-at-top
-    known = generators.names()
-    need(c.generator.name in known, 'generator.name', f'is not a known generator; choose one of '
-         f'{known}')
+    from synface_jax import extensions, generators  # pylint: disable=g-import-not-at-top
+    known = generators.names()  # Or module:callable, checked by extensions.check below.
+    need(c.generator.name in known or extensions.is_reference(c.generator.name), 'generator.name',
+         f'is not a known generator; choose one of {known} or give module:callable')
     if c.generator.name == 'discofacegan':
       g = c.generator.discofacegan
       need(g.checkpoint is not None or g.preset is not None, 'generator.discofacegan.checkpoint',

@@ -107,5 +107,5 @@ def test_command_writes_the_report(tmp_path):
   assert 'report: ' in buffer.getvalue()
   with contextlib.redirect_stderr(io.StringIO()) as err:
     assert evaluate.main(['variation', '--checkpoint', str(tmp_path / 'run'), '--sets',
-                          'synthetic:4x2', '--im', 'fixed:7', '--out', str(out)]) == 1
+                          'synthetic:4x2', '--im', 'fixed:7', '--out', str(out)]) == 2
   assert 'fixed:7' in err.getvalue()
