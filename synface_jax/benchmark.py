@@ -438,7 +438,7 @@ def main(argv=None):
     with file_errors.reading(files) if files else contextlib.nullcontext():
       results = run[args.what](args)
   except (OSError, ValueError) as e:  # Bad --data or --generator-checkpoint, a wrong option.
-    file_errors.fail('benchmark', e)
+    cli.fail(str(e))
   for result in results if isinstance(results, list) else [results]:
     for k, v in result.items():
       print(f'{k:>24}: {v}')

@@ -168,7 +168,7 @@ def main(argv=None):
     else:
       np.save(args.out, embeddings)
   except file_errors.FILE_ERRORS as e:
-    file_errors.fail('embed', e)
+    cli.fail(str(e))
   kept = f' with {", ".join(extras)}' if extras and args.out.endswith('.npz') else ''
   dropped = (f' ({", ".join(extras)} not kept in a .npy: use --out X.npz)'
              if extras and not args.out.endswith('.npz') else '')

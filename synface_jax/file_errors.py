@@ -2,14 +2,13 @@
 
 Readers of files from elsewhere (pickles, archives, images, .mat files, checkpoints) fail in many
 ways on damaged or crafted input: `reading(path)` turns any of `FILE_ERRORS` raised inside it into
-a `FileError` (a ValueError) whose message names the file, and `fail` ends a command with that
-line on stderr and exit status 2, without a traceback.
+a `FileError` (a ValueError) whose message names the file; commands end with that line and exit
+status 2 through `cli.fail`.
 """
 import contextlib
 import os
 import pickle
 import struct
-import sys
 import zipfile
 import zlib
 
@@ -43,10 +42,3 @@ def reading(path):
     raise
   except FILE_ERRORS as e:
     raise FileError(describe(path, e)) from e
-
-
-def fail(prog: str, message) -> 'NoReturn':  # noqa: F821
-  """Ends the command: `prog: error: MESSAGE` on one line of stderr, exit status 2."""
-  text = ' '.join(str(message).split())
-  print(f'{prog}: error: {text}', file=sys.stderr, flush=True)
-  raise SystemExit(2)

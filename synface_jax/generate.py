@@ -214,7 +214,7 @@ def main(argv=None):
   try:
     generator, pool = build(config)  # Reads the generator's files (BFM .mat, checkpoint).
   except file_errors.FILE_ERRORS as e:
-    file_errors.fail('generate', e)
+    cli.fail(str(e))
   params = generator.init(jax.random.PRNGKey(args.seed))
   key = jax.random.PRNGKey(args.seed + 1)
   if args.out:

@@ -380,14 +380,14 @@ def main(argv=None):
       state_dict = load_pth(args.from_pth)
       variables = torch_to_flax(state_dict, args.arch, args.width, args.input_size)
   except file_errors.FILE_ERRORS as e:
-    file_errors.fail('convert', e)
+    cli.fail(str(e))
   try:
     save_backbone(args.out, variables, insightface_extras(state_dict))
     model_spec.ModelSpec(arch=args.arch, width=args.width,
                          num_features=variables['params']['fc']['kernel'].shape[1],
                          input_size=args.input_size).write(args.out)
   except (OSError, ValueError) as e:
-    file_errors.fail('convert', e)
+    cli.fail(str(e))
   print(f'wrote {args.arch} from {args.from_pth} to {args.out} (step 0)')
 
 

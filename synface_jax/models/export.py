@@ -279,9 +279,9 @@ def main(argv=None):
                                                  step=args.step, arch=args.arch, width=args.width,
                                                  input_size=args.input_size)
   except ImportError as e:
-    file_errors.fail('export', e)
+    cli.fail(str(e))
   except file_errors.FILE_ERRORS as e:
-    file_errors.fail('export', e)
+    cli.fail(str(e))
   what = 'the graph' if args.to == 'onnx' else f'{len(state_dict)} tensors'
   print(f'wrote {what} of IResNet {spec.arch} (width {spec.width}, '
         f'{spec.input_size[0]}x{spec.input_size[1]}) from step {step} to {args.out}')

@@ -166,7 +166,7 @@ def main(argv=None):
       arch = convert(args.pkl, args.vae_dir, args.out, args.mean_w_id, args.mean_w_id_samples,
                      args.seed, args.without_id_vae)
   except file_errors.FILE_ERRORS as e:
-    file_errors.fail('convert', e)
+    cli.fail(str(e))
   print(f'wrote DiscoFaceGAN {arch.resolution}px ({arch.num_layers} style layers) from '
         f'{args.pkl} to {args.out}')
 
