@@ -200,9 +200,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
   for source in c.eval.pairs:
     kind, _, count = str(source).partition(':')
     if kind == 'synthetic' and count:
-      need(count.isdigit() and int(count) >= MIN_EVAL_PAIRS, 'eval.pairs',
-           f'{source!r}: a synthetic pair set needs at least {MIN_EVAL_PAIRS} pairs '
-           f'(10 folds)')
+      need(count.isdigit() and int(count) >= 2 * MIN_EVAL_PAIRS
+           and int(count) % (2 * MIN_EVAL_PAIRS) == 0, 'eval.pairs',
+           f'{source!r}: a synthetic pair set holds a positive multiple of {2 * MIN_EVAL_PAIRS} '
+           f'pairs (10 folds, each half same and half different)')
   need(c.model.dtype in ('float32', 'bfloat16'), 'model.dtype', "must be 'float32' or 'bfloat16'")
   need(len(c.model.input_size) == 2 and all(int(v) % 16 == 0 and v > 0 for v in c.model.input_size),
        'model.input_size', '(H, W) must both be positive multiples of 16')

@@ -722,7 +722,8 @@ class PairEvaluator:
 
   A source is a '.bin' pack, 'IMAGE_ROOT:pairs.txt', an '.npz' (images, issame) or
   'synthetic[:N]': N pairs (default 6,000) rendered by the run's generator from identities outside
-  its training pool ("Syn-LFW"). The pair images are loaded once; each call embeds them in eval
+  its training pool ("Syn-LFW"). The pair images are loaded once (files at construction, so a bad
+one stops the run before training; rendered pairs at the first call); each call embeds them in eval
   mode and returns {'eval/NAME/PROTOCOL/accuracy': ..., '.../std': ..., for insightface
   '.../val', and the all-pairs '.../auc', '.../eer', '.../tar@far=0.001', ...}
   (`synface_jax.eval.report.verification_figures`). After a call, `images()` draws its ROC curves
@@ -733,18 +734,23 @@ class PairEvaluator:
     import jax
     self.protocols = tuple(config.eval.protocols)
     self.batch_size = config.eval.batch_size
-    size = tuple(config.model.input_size)
-    self.sets = {}
+    self.size = size = tuple(config.model.input_size)
+    self.sets, self._to_render = {}, {}
     for source in config.eval.pairs:
       kind, _, count = source.partition(':')
       if kind == 'synthetic':
         if generator is None:
           raise ValueError(f'eval.pairs entry {source!r}: synthetic pairs need a generator '
                            '(the synthetic or mixed regime)')
-        from synface_jax.generators.pairs import synthetic_pairs
-        name = 'synthetic'
-        images, issame = synthetic_pairs(generator, gen_params, jax.random.key(config.seed + 4),
-                                         int(count or 6000))
+        from synface_jax.generators.pairs import NUM_FOLDS  # pylint: disable=g-import-not-at-top
+        num_pairs = int(count or 6000)
+        if num_pairs <= 0 or num_pairs % (2 * NUM_FOLDS):
+          raise ValueError(f'eval.pairs entry {source!r}: rendered pairs come in positive '
+                           f'multiples of {2 * NUM_FOLDS} (10 folds, half same, half different)')
+        # Rendered at the first evaluation, not before the first step (nothing to check here).
+        self._to_render['synthetic'] = (generator, gen_params, jax.random.key(config.seed + 4),
+                                        num_pairs)
+        continue
       else:
         from synface_jax.eval.sets import load_pairs, set_name
         images, issame = load_pairs(source, progress=True)
@@ -758,6 +764,11 @@ class PairEvaluator:
 
   def __call__(self, params, batch_stats) -> Dict[str, float]:
     from synface_jax.eval.report import pair_scores, verification_figures  # pylint: disable=g-import-not-at-top
+    from synface_jax.generators.pairs import synthetic_pairs  # pylint: disable=g-import-not-at-top
+    for name, args in self._to_render.items():
+      images, issame = synthetic_pairs(*args)
+      self.sets[name] = (fit_to_size(images, self.size), issame)
+    self._to_render = {}
     variables = {'params': params, 'batch_stats': batch_stats}
     embed_fn = lambda x: self._embed(variables, x)
     results = {}

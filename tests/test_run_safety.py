@@ -167,7 +167,7 @@ def test_keep_checkpoints_negative_and_other_bad_fields_are_refused():
                               ('num_train_steps', -5, '>= 0'),
                               ('log_every_steps', 0, '>= 1'),
                               ('model.arch', 'r51', "'r18'"),
-                              ('eval.pairs', ('synthetic:9',), 'at least 10')]:
+                              ('eval.pairs', ('synthetic:30',), 'multiple of 20')]:
     with pytest.raises(ValueError, match=words) as info:
       loop_config(**{field: value})
     assert f'config field {field}=' in str(info.value)
