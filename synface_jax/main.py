@@ -97,16 +97,6 @@ def summary_line(summary: dict) -> str:
   return 'final: ' + ', '.join(parts)
 
 
-def parse_flags(argv):
-  """absl's flag parsing, with a config file that cannot be loaded (missing, or raising when run)
-  and a bad flag or override ended as one line on stderr, exit status 2."""
-  try:
-    return FLAGS(argv)
-  except Exception as e:  # pylint: disable=broad-except  # What loading a config file raises.
-    print(f'error: {" ".join(str(e).split())}', file=sys.stderr, flush=True)
-    sys.exit(2)
-
-
 def _fail(message: str, status: int):
   """One line on stderr (`cli.fail`), no traceback, and the exit status; in the log files too."""
   if FLAGS.is_parsed() and FLAGS.log_dir:
@@ -127,6 +117,8 @@ def parse_flags(argv):
     name, hint = re.search(r"'(\w+)'", text), re.search(r'Did you mean[^?]*\?', text)
     cli.fail(f'--config.FIELD=VALUE: no config field {name.group(1) if name else text!r}'
              + (f'; {hint.group(0)}' if hint else ''))
+  except Exception as e:  # pylint: disable=broad-except  # A config file missing or failing to run.
+    cli.fail(' '.join(str(e).split()))
 
 
 if __name__ == '__main__':
