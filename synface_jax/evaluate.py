@@ -1044,6 +1044,14 @@ def _cmd_variation(args) -> None:
   print(f'report: {os.path.join(args.out, "variation.md")}')
 
 
+def _embedder_arguments(parser) -> None:
+  """The flags that pick and run a checkpoint's embedder (--step, --batch, --arch, --width)."""
+  parser.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
+  parser.add_argument('--batch', type=int, default=64, help='images per forward pass')
+  parser.add_argument('--arch', default=None, help='only for checkpoints without model.json')
+  parser.add_argument('--width', type=float, default=None, help='only for checkpoints without model.json')
+
+
 def build_parser() -> argparse.ArgumentParser:
   """The ``python -m synface_jax.evaluate`` argument parser."""
   parser = argparse.ArgumentParser(prog='python -m synface_jax.evaluate',
@@ -1097,10 +1105,7 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument('--config', default='',
                    help="config file (path[:arg]) whose generator renders the synthetic sets "
                    "(default: the run's stored config.json, else the procedural default)")
-  run.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
-  run.add_argument('--batch', type=int, default=64, help='images per forward pass')
-  run.add_argument('--arch', default=None, help='only for checkpoints without model.json')
-  run.add_argument('--width', type=float, default=None, help='only for checkpoints without model.json')
+  _embedder_arguments(run)
   run.set_defaults(func=_cmd_run)
   var = sub.add_parser('variation', help='intra-class variation of labelled sets (spread, '
                        'within / between-class variance, PCA projection)')
@@ -1117,10 +1122,7 @@ def build_parser() -> argparse.ArgumentParser:
   var.add_argument('--seed', type=int, default=0, help='synthetic faces, partners and phi')
   var.add_argument('--config', default='', help='config file whose generator renders the '
                    "synthetic sets (default: the run's config.json, else the procedural default)")
-  var.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
-  var.add_argument('--batch', type=int, default=64, help='images per forward pass')
-  var.add_argument('--arch', default=None, help='only for checkpoints without model.json')
-  var.add_argument('--width', type=float, default=None, help='only for checkpoints without model.json')
+  _embedder_arguments(var)
   var.set_defaults(func=_cmd_variation)
   return parser
 
