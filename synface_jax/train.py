@@ -283,14 +283,20 @@ def make_train_step(config: ml_collections.ConfigDict, model, tx, schedule, mesh
       grads = jax.tree.map(lambda g: g / accum, grad_sum)
       loss, correct = loss_sum / accum, correct.reshape(-1)
 
-    # 3. Optimiser update; a non-finite loss, gradient or result keeps the old state (counted).
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    finite = jnp.isfinite(loss) & tree_all_finite((grads, params, batch_stats))
-    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-    new_state = state.replace(step=state.step + 1, params=keep(params, state.params),
-                              batch_stats=keep(batch_stats, state.batch_stats),
-                              opt_state=keep(opt_state, state.opt_state))
+    # 3. Optimiser update, skipped (and counted) when the loss, a gradient or a BatchNorm
+    #    statistic is not finite. A cond, not a select of old and new: XLA then updates the
+    #    donated parameters and optimizer state in place, without holding copies of the head.
+    finite = jnp.isfinite(loss) & tree_all_finite((grads, batch_stats))
+
+    def update(params, opt_state):
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), opt_state
+    params, opt_state = jax.lax.cond(finite, update, lambda *old: old, state.params,
+                                     state.opt_state)
+    batch_stats = jax.tree.map(lambda n, o: jnp.where(finite, n, o), batch_stats,
+                               state.batch_stats)
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                              opt_state=opt_state)
     metrics = TrainMetrics.single_from_model_output(
         loss=loss, accuracy=correct, learning_rate=schedule(state.step), nonfinite=~finite)
     return new_state, metrics
