@@ -99,18 +99,23 @@ def _hand_case(same_value, diff_value, hard_value):
   return values, issame
 
 
+def _assert_only_fold_three_errs(result, threshold):
+  """Every fold picks `threshold`; fold 3 gets one of its two test pairs wrong, the rest none."""
+  np.testing.assert_array_equal(result['thresholds'], np.full(10, threshold))
+  expected = np.ones(10)
+  expected[3] = 0.5
+  np.testing.assert_array_equal(result['fold_accuracy'], expected)
+  assert result['accuracy'] == pytest.approx(0.95, abs=1e-15)
+  assert result['std'] == pytest.approx(0.15, abs=1e-15)
+
+
 def test_insightface_hand_case():
   # Same pairs at distance 0.305, different at 1.205, one different pair (fold 3) at 0.105.
   # Any threshold in 0.31 .. 1.20 errs only on the hard negative; the FIRST, 0.31, is chosen.
   dists, issame = _hand_case(0.305, 1.205, 0.105)
   e1, e2 = _pairs_at_distance(dists)
   result = ev.insightface_protocol(e1, e2, issame)
-  np.testing.assert_array_equal(result['thresholds'], np.full(10, ev.INSIGHTFACE_THRESHOLDS[31]))
-  expected = np.ones(10)
-  expected[3] = 0.5
-  np.testing.assert_array_equal(result['fold_accuracy'], expected)
-  assert result['accuracy'] == pytest.approx(0.95, abs=1e-15)
-  assert result['std'] == pytest.approx(0.15, abs=1e-15)
+  _assert_only_fold_three_errs(result, ev.INSIGHTFACE_THRESHOLDS[31])
   np.testing.assert_array_equal(result['fold_sizes'], np.full(10, 2))
   # ROC at a threshold of 1.0: every test fold accepts its same pair and rejects its different
   # one, except fold 3 whose only test "different" pair is accepted (fpr 1).
@@ -137,12 +142,7 @@ def test_synface_hand_case():
   e1, e2 = _pairs_at_cosine(cosines)
   result = ev.synface_protocol(e1, e2, issame)
   assert ev.SYNFACE_THRESHOLDS[320] == pytest.approx(0.6)
-  np.testing.assert_array_equal(result['thresholds'], np.full(10, ev.SYNFACE_THRESHOLDS[320]))
-  expected = np.ones(10)
-  expected[3] = 0.5
-  np.testing.assert_array_equal(result['fold_accuracy'], expected)
-  assert result['accuracy'] == pytest.approx(0.95, abs=1e-15)
-  assert result['std'] == pytest.approx(0.15, abs=1e-15)
+  _assert_only_fold_three_errs(result, ev.SYNFACE_THRESHOLDS[320])
   np.testing.assert_allclose(result['similarity'], cosines / (1 + 1e-5), rtol=1e-12)
 
 

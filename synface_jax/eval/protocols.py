@@ -107,6 +107,18 @@ def _split(n: int, start: int, stop: int) -> Tuple[np.ndarray, np.ndarray]:
   return indices[~test], indices[test]
 
 
+def _fold_results(accuracy: np.ndarray, best: np.ndarray, bounds) -> Dict[str, Any]:
+  """What both protocols report of their folds: mean and population std of the test accuracies,
+  the accuracies, the best training threshold and the test size of every fold."""
+  return {
+      'accuracy': float(np.mean(accuracy)),
+      'std': float(np.std(accuracy)),
+      'fold_accuracy': accuracy,
+      'thresholds': best,
+      'fold_sizes': np.array([stop - start for start, stop in bounds], dtype=np.int64),
+  }
+
+
 # ----------------------------------------------------------------------------------------------
 # insightface protocol.
 # ----------------------------------------------------------------------------------------------
@@ -267,11 +279,7 @@ def insightface_protocol(embeddings1,
                                        far_target)
     val[k], far[k] = _val_far(dist[test], labels[test], val_thresholds[k])
   return {
-      'accuracy': float(np.mean(accuracy)),
-      'std': float(np.std(accuracy)),
-      'fold_accuracy': accuracy,
-      'thresholds': best,
-      'fold_sizes': np.array([stop - start for start, stop in bounds], dtype=np.int64),
+      **_fold_results(accuracy, best, bounds),
       'roc_thresholds': thresholds,
       'tpr': np.mean(tprs, 0),
       'fpr': np.mean(fprs, 0),
@@ -332,14 +340,7 @@ def synface_protocol(embeddings1, embeddings2, issame) -> Dict[str, Any]:
     best[k] = thresholds[last_best]
     correct_test = _greater_correct(similarity[test], labels[test], best[k:k + 1])
     accuracy[k] = 1.0 * float(correct_test[0]) / float(test.size)
-  return {
-      'accuracy': float(np.mean(accuracy)),
-      'std': float(np.std(accuracy)),
-      'fold_accuracy': accuracy,
-      'thresholds': best,
-      'fold_sizes': np.array([stop - start for start, stop in bounds], dtype=np.int64),
-      'similarity': similarity,
-  }
+  return {**_fold_results(accuracy, best, bounds), 'similarity': similarity}
 
 
 def verify(embeddings1, embeddings2, issame, protocol: str) -> Dict[str, Any]:
