@@ -13,6 +13,9 @@ Labelled sources (images uint8 [M, H, W, 3], labels int [M]):
   faces.npz           `images` and `labels`
   synthetic:NxM       N held-out identities x M faces each
 
+.bin packs and pairs.txt are read by `synface_jax.data.pair_files`, the parsers the TFDS pair
+builders use too.
+
 Synthetic sources need a `Renderer`: a generator, its params, the first held-out identity id and a
 seed (`renderer_from_config`).
 """
