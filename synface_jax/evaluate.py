@@ -10,7 +10,8 @@ What the commands run lives elsewhere: the protocols in `synface_jax.eval.protoc
 file readers in `synface_jax.data.pair_files`, `run` and `variation` in `synface_jax.eval.report`
 and `synface_jax.eval.variation`, `generator` in `synface_jax.generator_report`.
 
-Only numpy is imported at module import time; the rest when a command runs.
+At import this module reads only numpy and the numpy-only protocols and sets; the rest is imported
+when a command runs.
 """
 import argparse
 import json

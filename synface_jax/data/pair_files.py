@@ -17,9 +17,11 @@ import numpy as np
 from synface_jax import safe_pickle
 from synface_jax.data import images as image_io
 
+
 # ----------------------------------------------------------------------------------------------
 # insightface .bin packs.
 # ----------------------------------------------------------------------------------------------
+
 
 def _unpickle_pack(path: str) -> Any:
   """The pack's pickle, read by the plain-data reader (Python 2 ``str`` data stays bytes)."""
