@@ -4,6 +4,10 @@ Every image that enters a prepared dataset passes `check_image` first: it must d
 (a corrupt or truncated file is skipped), and it is stored as RGB JPEG or PNG bytes (other modes
 and formats, e.g. grayscale, CMYK or BMP, are converted to RGB PNG and reported). Decoding for the
 shell tools uses Pillow, as the golden files do.
+
+Faces that reach a model outside the tf.data pipeline (the evaluator, the embedder) are decoded,
+fitted to the input size and normalised here (`decode`, `fit_to_size`, `model_input`), without
+TensorFlow; `augment` holds training's graph twins of the first two and shares `normalize`.
 """
 import dataclasses
 import io
