@@ -122,7 +122,7 @@ class Embedder:
     progress: when given, the name on progress lines (synface_jax.progress) counting the faces.
     """
     from synface_jax import progress as progress_lib
-    from synface_jax.evaluate import normalize_images
+    from synface_jax.data import images as image_io
     batch = self._check(as_image_batch(images))
     bar = progress_lib.Progress(progress, len(batch), unit='faces') if progress else None
     out = []
@@ -131,7 +131,7 @@ class Embedder:
       real = len(chunk)
       if real < self.batch_size:
         chunk = np.concatenate([chunk, np.repeat(chunk[:1], self.batch_size - real, 0)])
-      out.append(np.asarray(self._forward(self._variables, normalize_images(chunk)))[:real])
+      out.append(np.asarray(self._forward(self._variables, image_io.model_input(chunk)))[:real])
       if bar:
         bar.update(real)
     if bar:

@@ -382,7 +382,7 @@ def _train_and_evaluate(config, workdir, stop, devices) -> dict:
   # Imported here: the step above needs none of the loop's I/O (only real data needs TensorFlow).
   import orbax.checkpoint as ocp
   from synface_jax import config as config_lib, data, file_errors, generators, writers
-  from synface_jax.evaluate import PairEvaluator
+  from synface_jax.eval.evaluator import PairEvaluator
   from synface_jax.models import model_spec
 
   compilation_cache(config, workdir)

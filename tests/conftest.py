@@ -42,6 +42,25 @@ def reference_file(*parts) -> pathlib.Path:
   return path
 
 
+VERIFICATION = 'insightface_synface'  # The verification goldens under shared/reference.
+
+
+@pytest.fixture(scope='module')
+def verification_golden():
+  """Embeddings, labels and every figure of the two reference protocols on them."""
+  import numpy as np
+  with np.load(reference_file(VERIFICATION, 'verification.npz')) as data:
+    return {k: data[k] for k in data.files}
+
+
+@pytest.fixture(scope='module')
+def tiny_pairs_decoded():
+  """(images, issame) the reference decoded from the tiny .bin packs."""
+  import numpy as np
+  with np.load(reference_file(VERIFICATION, 'tiny_pairs_decoded.npz')) as data:
+    return data['images'], data['issame']
+
+
 def write_tiny_checkpoint(root, hw, seed, width=1 / 16):
   """A training-workdir layout under root (checkpoints/ with model.json) holding a random r18 at
   input size hw; returns its Flax variables."""

@@ -257,7 +257,7 @@ def test_pair_set_issame_of_another_dtype_is_refused(tmp_path, issame, words):
   np.savez(path, images=np.zeros((2 * len(issame), 16, 16, 3), np.uint8), issame=issame)
   with pytest.raises(ValueError, match=rf'pairs\.npz: .*{words}'):
     sets.load_pairs(str(path))
-  np.testing.assert_array_equal(evaluate.checked_issame(np.array([1, 0, 1]), 'x'),
+  np.testing.assert_array_equal(sets.checked_issame(np.array([1, 0, 1]), 'x'),
                                 [True, False, True])
 
 

@@ -5,8 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from synface_jax import evaluate
-from synface_jax.eval import attributes, metrics, sets
+from synface_jax.eval import attributes, metrics, protocols, sets
 from synface_jax.generators.pairs import render_identities, synthetic_pairs
 from toy_generator import ToyGenerator
 
@@ -60,7 +59,7 @@ def test_out_of_fold_decisions_give_the_protocol_accuracy(protocol):
   flipped = base + 0.1 * rng.normal(size=base.shape)
   correct = attributes.pair_decisions(base, flipped, issame, protocol)
   emb = flipped if protocol == 'insightface' else base
-  expected = evaluate.verify(emb[0::2], emb[1::2], issame, protocol)
+  expected = protocols.verify(emb[0::2], emb[1::2], issame, protocol)
   np.testing.assert_allclose([correct[20 * k:20 * (k + 1)].mean() for k in range(10)],
                              expected['fold_accuracy'], atol=1e-12)
   assert correct.mean() == pytest.approx(expected['accuracy'], abs=1e-12)
@@ -145,7 +144,7 @@ def test_attribute_figures_bin_every_pair():
   rows = out['synface']['|yaw|']
   assert sum(r['accuracy'] * r['pairs'] for r in rows) / n == pytest.approx(correct.mean())
   overall = metrics.tar_at_far(*(lambda s: (s[issame], s[~issame]))(
-      evaluate.synface_cosine(plain[0::2], plain[1::2])), (0.1,))[0.1]
+      protocols.synface_cosine(plain[0::2], plain[1::2])), (0.1,))[0.1]
   tar = sum(r['tar@far=0.1'] * r['genuine'] for r in rows if r['genuine']) / issame.sum()
   assert tar == pytest.approx(overall['tar'])
 

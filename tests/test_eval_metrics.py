@@ -3,9 +3,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from synface_jax import evaluate
 from synface_jax.eval import metrics as M
-from synface_jax.eval import plots
+from synface_jax.eval import plots, protocols
 
 # Similarities: "same" when score >= threshold. The genuine 0.3 ties the impostor 0.3.
 GENUINE = np.array([0.9, 0.7, 0.3])
@@ -89,14 +88,14 @@ def test_tar_at_far_equals_insightface_val_at_the_same_point():
   e1 = e1 / np.linalg.norm(e1, axis=1, keepdims=True)
   e2 = e2 / np.linalg.norm(e2, axis=1, keepdims=True)
   similarity = np.sum(e1 * e2, 1)
-  dist = evaluate.squared_l2(e1, e2)  # = 2 - 2 cos for unit rows.
+  dist = protocols.squared_l2(e1, e2)  # = 2 - 2 cos for unit rows.
   n_imp = int(np.sum(~issame))
   for target in (1e-3, 1e-2, 0.1):
     at = M.tar_at_far(similarity[issame], similarity[~issame], (target,))[target]
     # The same acceptance set in distances: d <= 2 - 2 t, i.e. d < the midpoint to the next one.
     accepted = similarity >= at['threshold']
     cut = 0.5 * (dist[accepted].max() + dist[~accepted].min())
-    val, far = evaluate._val_far(dist, issame, cut)  # pylint: disable=protected-access
+    val, far = protocols._val_far(dist, issame, cut)  # pylint: disable=protected-access
     assert val == pytest.approx(at['tar'], abs=1e-12)
     assert far == pytest.approx(at['far'], abs=1e-12)
     assert far <= target and (far + 1 / n_imp > target or at['tar'] == 1.0)

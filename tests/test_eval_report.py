@@ -10,7 +10,9 @@ from PIL import Image
 
 import synface_jax
 from synface_jax import evaluate
-from synface_jax.eval import identification, metrics, report, sets
+from synface_jax.data import images as image_io
+from synface_jax.eval import evaluator as evaluator_lib
+from synface_jax.eval import identification, metrics, protocols, report, sets
 from synface_jax.models import iresnet
 from conftest import raw_embedder, write_tiny_checkpoint
 from toy_generator import ToyGenerator
@@ -88,15 +90,15 @@ def test_protocol_figures_equal_the_existing_protocols(cli_run, pair_npz, raw_em
   images, issame = data['images'], data['issame']
   got = results['verification']['toy_pairs']['protocols']
   for protocol in ('insightface', 'synface'):
-    expected = evaluate.evaluate_pairs(raw_embed, images, issame, protocol, batch_size=8)
+    expected = evaluator_lib.evaluate_pairs(raw_embed, images, issame, protocol, batch_size=8)
     assert got[protocol]['accuracy'] == pytest.approx(expected['accuracy'], abs=1e-12)
     assert got[protocol]['std'] == pytest.approx(expected['std'], abs=1e-12)
   assert got['insightface']['val'] == pytest.approx(
-      evaluate.evaluate_pairs(raw_embed, images, issame, 'insightface', 8)['val'], abs=1e-12)
+      evaluator_lib.evaluate_pairs(raw_embed, images, issame, 'insightface', 8)['val'], abs=1e-12)
   # AUC of the insightface scores = AUC of minus the protocol's squared L2 distances.
-  x = evaluate.normalize_images(images)
+  x = image_io.model_input(images)
   e = raw_embed(x) + raw_embed(np.ascontiguousarray(x[:, :, ::-1]))
-  dist = evaluate.squared_l2(evaluate.l2_normalize(e[0::2]), evaluate.l2_normalize(e[1::2]))
+  dist = protocols.squared_l2(protocols.l2_normalize(e[0::2]), protocols.l2_normalize(e[1::2]))
   assert got['insightface']['auc'] == pytest.approx(metrics.auc(-dist[issame], -dist[~issame]),
                                                     abs=1e-9)
   assert got['insightface']['eer'] == pytest.approx(metrics.eer(-dist[issame], -dist[~issame]),
@@ -109,7 +111,7 @@ def test_protocol_figures_equal_the_existing_protocols(cli_run, pair_npz, raw_em
 def test_identification_figures_from_the_folder(cli_run, identity_folder, raw_embed):
   _, results, _ = cli_run
   _, images, labels = identity_folder
-  x = evaluate.normalize_images(images)
+  x = image_io.model_input(images)
   e = raw_embed(x) + raw_embed(np.ascontiguousarray(x[:, :, ::-1]))
   got = results['identification']['toy_ids']
   assert got['images'] == 30 and got['identities'] == 10
@@ -196,11 +198,11 @@ def test_the_training_evaluator_reports_the_same_figures(workdir, pair_npz, cli_
   config.model.input_size = HW
   config.eval.pairs = (pair_npz,)
   config.eval.batch_size = 16
-  evaluator = evaluate.PairEvaluator(config, iresnet('r18', width=TINY))
+  evaluator = evaluator_lib.PairEvaluator(config, iresnet('r18', width=TINY))
   got = evaluator(variables['params'], variables['batch_stats'])
   data = np.load(pair_npz)
   for protocol in ('insightface', 'synface'):
-    expected = evaluate.evaluate_pairs(raw_embed, data['images'], data['issame'], protocol, 8)
+    expected = evaluator_lib.evaluate_pairs(raw_embed, data['images'], data['issame'], protocol, 8)
     assert got[f'eval/toy_pairs/{protocol}/accuracy'] == pytest.approx(expected['accuracy'], abs=1e-12)
     stored = results['verification']['toy_pairs']['protocols'][protocol]
     assert got[f'eval/toy_pairs/{protocol}/auc'] == pytest.approx(stored['auc'], abs=1e-9)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from synface_jax import evaluate
+from synface_jax.data import images as image_io
 from synface_jax.eval import sets, variation
 from conftest import raw_embedder, write_tiny_checkpoint
 from toy_generator import ToyGenerator
@@ -96,7 +97,7 @@ def test_command_writes_the_report(tmp_path):
   assert rc == 0
   results = json.loads((out / 'variation.json').read_text())
   raw = raw_embedder(variables, TINY)
-  x = evaluate.normalize_images(images)
+  x = image_io.model_input(images)
   e = raw(x) + raw(np.ascontiguousarray(x[:, :, ::-1]))
   expected = variation.variation_stats(e, labels)
   assert results['sets']['faces']['ratio'] == pytest.approx(expected['ratio'], rel=1e-4)

@@ -28,6 +28,8 @@ import synface_jax
 from synface_jax import (benchmark, embed, embedder, evaluate, generators, losses, mixup, sharding,
                          train, writers)
 from synface_jax.models import convert, checkpoint, export, model_spec
+from synface_jax.data import images, pair_files, source_pairs
+from synface_jax.eval import evaluator, protocols, report, sets
 from absl import app
 from synface_jax import main
 sys.argv = ['main', '--config=configs/demo.py', '--workdir=' + sys.argv[1],

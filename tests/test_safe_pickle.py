@@ -21,7 +21,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from synface_jax import evaluate, safe_pickle
+from synface_jax import safe_pickle
+from synface_jax.data import pair_files
 from synface_jax.generators.discofacegan import snapshot
 from synface_jax.models import convert
 
@@ -379,9 +380,9 @@ def test_fuzz_bin_packs(tmp_path, protocol, arrays):
   data = _pack(protocol, arrays)
   path = tmp_path / 'pairs.bin'
   path.write_bytes(data)
-  images, issame = evaluate.load_bin(path)
+  images, issame = pair_files.load_bin(path)
   assert images.shape == (4, 6, 5, 3) and issame.tolist() == [True, False]
-  _fuzz(evaluate.load_bin, data, path, seed=protocol, count=150 * SCALE)
+  _fuzz(pair_files.load_bin, data, path, seed=protocol, count=150 * SCALE)
 
 
 @pytest.fixture
@@ -527,7 +528,7 @@ def test_fuzz_pth(tmp_path):
   assert outcomes['error'] > 100 and outcomes['value'] > 0, outcomes
 
 
-@pytest.mark.parametrize('loader', [evaluate.load_bin, snapshot.load_networks])
+@pytest.mark.parametrize('loader', [pair_files.load_bin, snapshot.load_networks])
 def test_loaders_refuse_a_structured_dtype_state(tmp_path, loader):
   # An array whose dtype state lays two fields over 16 raw bytes, one at offset 2**40: with numpy's
   # own __setstate__ this is an out-of-bounds read (and, through SETITEM, write).

@@ -8,6 +8,8 @@ import pytest
 from PIL import Image
 
 from synface_jax import embed, evaluate
+from synface_jax.data import images as image_io
+from synface_jax.eval.evaluator import evaluate_pairs
 from conftest import exits_with_one_line, raw_embedder, write_tiny_checkpoint
 
 TINY = 1 / 16
@@ -66,7 +68,7 @@ def test_bin_embed_pairs_chain(checkpoint, pack, raw_embed, tmp_path, capsys):
   # Step 3: the protocol on them equals the protocol on the pack embedded independently.
   assert evaluate.main(['pairs', '--embeddings', str(out), '--protocol', 'insightface']) == 0
   got = _json_line(capsys)
-  expected = evaluate.evaluate_pairs(raw_embed, faces, issame, 'insightface', batch_size=8)
+  expected = evaluate_pairs(raw_embed, faces, issame, 'insightface', batch_size=8)
   assert got['accuracy'] == pytest.approx(expected['accuracy'], abs=1e-12)
   assert got['val'] == pytest.approx(expected['val'], abs=1e-12)
   # The .npy variant: interleaved embeddings, issame from the pack.
@@ -77,7 +79,7 @@ def test_bin_embed_pairs_chain(checkpoint, pack, raw_embed, tmp_path, capsys):
   assert evaluate.main(['pairs', '--embeddings', str(npy), '--issame', str(npz),
                         '--protocol', 'synface']) == 0
   got = _json_line(capsys)
-  expected = evaluate.evaluate_pairs(raw_embed, faces, issame, 'synface', batch_size=8)
+  expected = evaluate_pairs(raw_embed, faces, issame, 'synface', batch_size=8)
   assert got['accuracy'] == pytest.approx(expected['accuracy'], abs=1e-12)
   assert got['thresholds'] == pytest.approx(expected['thresholds'].tolist(), abs=1e-12)
 
@@ -103,7 +105,7 @@ def test_embed_reads_image_folders(checkpoint, raw_embed, tmp_path, capsys):
     Image.fromarray(face).save(flat / f'{i}.png')
     (ids / ('b' if i < 2 else 'a')).mkdir(parents=True, exist_ok=True)
     Image.fromarray(face).save(ids / ('b' if i < 2 else 'a') / f'{i}.png')
-  x = evaluate.normalize_images(faces)
+  x = image_io.model_input(faces)
   expected = raw_embed(x)
   embed.main(['--checkpoint', str(checkpoint[0]), '--images', str(flat),
               '--out', str(tmp_path / 'flat.npz'), '--batch', '16'])

@@ -9,6 +9,8 @@ import math
 
 import tensorflow as tf
 
+from synface_jax.data import images
+
 ERASE_ATTEMPTS = 10
 
 
@@ -31,7 +33,10 @@ class Augment:
 
 
 def decode(data):
-  """uint8 [H, W, 3] RGB from JPEG (libjpeg's accurate integer IDCT, as Pillow) or PNG bytes."""
+  """uint8 [H, W, 3] RGB from JPEG (libjpeg's accurate integer IDCT, as Pillow) or PNG bytes.
+
+  A graph op; `images.decode` (Pillow) gives the same pixels where TensorFlow is not imported.
+  """
   image = tf.cond(
       tf.io.is_jpeg(data),
       lambda: tf.io.decode_jpeg(data, channels=3, dct_method='INTEGER_ACCURATE'),
@@ -40,7 +45,10 @@ def decode(data):
 
 
 def fit_to_size(image, size):
-  """Centre-crops [H, W, 3] to the aspect of size=(h, w), resizes to it; float32 in [0, 255]."""
+  """Centre-crops [H, W, 3] to the aspect of size=(h, w), resizes to it; float32 in [0, 255].
+
+  A graph op; `images.fit_to_size` is its Pillow twin for the evaluator (see there).
+  """
   h, w = size
   shape = tf.shape(image)
   ih, iw = shape[0], shape[1]
@@ -56,8 +64,8 @@ def fit_to_size(image, size):
 
 
 def normalize(image):
-  """[0, 255] -> [-1, 1]: (x / 255 - 0.5) / 0.5."""
-  return (tf.cast(image, tf.float32) / 255.0 - 0.5) / 0.5
+  """[0, 255] -> [-1, 1]: `images.normalize`, the evaluator's formula, on a float32 tensor."""
+  return images.normalize(tf.cast(image, tf.float32))
 
 
 def zoom_crop(image, zoom: float, seed):

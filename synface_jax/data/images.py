@@ -4,6 +4,10 @@ Every image that enters a prepared dataset passes `check_image` first: it must d
 (a corrupt or truncated file is skipped), and it is stored as RGB JPEG or PNG bytes (other modes
 and formats, e.g. grayscale, CMYK or BMP, are converted to RGB PNG and reported). Decoding for the
 shell tools uses Pillow, as the golden files do.
+
+Faces that reach a model outside the tf.data pipeline (the evaluator, the embedder) are decoded,
+fitted to the input size and normalised here (`decode`, `fit_to_size`, `model_input`), without
+TensorFlow; `augment` holds training's graph twins of the first two and shares `normalize`.
 """
 import dataclasses
 import io
@@ -128,11 +132,71 @@ def image_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def decode(data: bytes) -> np.ndarray:
-  """uint8 [H, W, 3] RGB pixels of an encoded image (Pillow)."""
+def decode(data: bytes, source: str = 'image') -> np.ndarray:
+  """uint8 [H, W, 3] RGB pixels of an encoded image (Pillow).
+
+  Training decodes the same bytes inside its tf.data graph (`augment.decode`, libjpeg's accurate
+  integer IDCT, which is what Pillow uses), so both give the same pixels.
+
+  Raises:
+    BadImage: 'cannot decode SOURCE: why' when the data do not decode completely.
+  """
   from PIL import Image
-  with Image.open(io.BytesIO(data)) as im:
-    return np.asarray(to_rgb(im))
+  try:
+    with Image.open(io.BytesIO(data)) as im:
+      im.load()
+      return np.asarray(to_rgb(im), dtype=np.uint8)
+  except Exception as e:  # Pillow raises many types for damaged files.
+    raise BadImage(f'cannot decode {source}: {e}') from None
+
+
+def stack(images: list, source: str) -> np.ndarray:
+  """uint8 [N, H, W, 3] of equally sized images; ValueError naming the first that differs."""
+  if not images:
+    return np.zeros((0, 0, 0, 3), dtype=np.uint8)
+  for i, image in enumerate(images):
+    if image.shape != images[0].shape:
+      raise ValueError(f'{source}: image {i} has shape {image.shape}, image 0 has '
+                       f'{images[0].shape}; all images must have the same size')
+  return np.stack(images)
+
+
+def normalize(pixels):
+  """float32 pixels in [0, 255] -> [-1, 1]: (x / 255 - 0.5) / 0.5.
+
+  The one formula for numpy arrays (`model_input`) and for tf tensors (`augment.normalize`, in
+  training's tf.data graph).
+  """
+  return (pixels / 255.0 - 0.5) / 0.5
+
+
+def model_input(images: np.ndarray) -> np.ndarray:
+  """What the backbone takes: uint8 pixels normalised to float32 in [-1, 1] (`normalize`); float
+  images are taken as already normalised."""
+  if images.dtype != np.uint8:
+    return images.astype(np.float32)
+  return normalize(images.astype(np.float32))
+
+
+def fit_to_size(images: np.ndarray, size) -> np.ndarray:
+  """Centre-crops uint8 [N, H, W, 3] to the aspect of size=(h, w), then resizes (bilinear).
+
+  The numpy twin of training's `augment.fit_to_size`, which runs inside the tf.data graph: this
+  one serves the evaluator and the embedder, which run without TensorFlow. Both crop alike, and
+  Pillow's bilinear filter widens with the scale on downsizing exactly as tf's antialias=True
+  does; they differ only in rounding (Pillow stores uint8), by at most one grey level.
+  """
+  h, w = size
+  _, ih, iw, _ = images.shape
+  if (ih, iw) == (h, w):
+    return images
+  crop_h, crop_w = min(ih, iw * h // w), min(iw, ih * w // h)
+  top, left = (ih - crop_h) // 2, (iw - crop_w) // 2
+  images = images[:, top:top + crop_h, left:left + crop_w]
+  if (crop_h, crop_w) == (h, w):
+    return images
+  from PIL import Image
+  return np.stack([np.asarray(Image.fromarray(im).resize((w, h), Image.BILINEAR)) for im in images])
 
 
 def encode_jpeg(pixels: np.ndarray, quality: int = 95) -> bytes:

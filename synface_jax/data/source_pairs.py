@@ -1,14 +1,15 @@
 """Verification pair sets as examples: LFW (image folder + pairs.txt) and insightface `.bin` packs.
 
-Both reuse the loaders of `synface_jax.evaluate`: a pairs.txt that names a missing image, a damaged
-image or a malformed pack stops with an error naming the file (evaluation sets are not thinned).
+Both read their files with `pair_files`, the one parser of each format, which the evaluator uses
+too: a pairs.txt that names a missing image, a damaged image or a malformed pack stops with an error
+naming the file (evaluation sets are not thinned).
 """
 import os
 from typing import Iterator
 
 import numpy as np
 
-from synface_jax import evaluate
+from synface_jax.data import pair_files
 
 CHUNK = 256  # Pairs decoded at a time.
 
@@ -40,12 +41,12 @@ def lfw_examples(path: str, limit: int = 0) -> Iterator[tuple[str, dict]]:
   pairs.txt is checked completely (every named file must exist) before the first pair.
   """
   root, pairs = locate_lfw(path)
-  paths1, paths2, issame = evaluate.load_pairs_txt(root, pairs)
+  paths1, paths2, issame = pair_files.load_pairs_txt(root, pairs)
   n = min(limit, len(issame)) if limit else len(issame)
   for start in range(0, n, CHUNK):
     stop = min(start + CHUNK, n)
-    pixels, same = evaluate.load_pair_images(paths1[start:stop], paths2[start:stop],
-                                             issame[start:stop])
+    pixels, same = pair_files.load_pair_images(paths1[start:stop], paths2[start:stop],
+                                               issame[start:stop])
     for k in range(stop - start):
       yield f'{start + k:06d}', {'image1': pixels[2 * k], 'image2': pixels[2 * k + 1],
                                  'issame': bool(same[k])}
@@ -54,7 +55,7 @@ def lfw_examples(path: str, limit: int = 0) -> Iterator[tuple[str, dict]]:
 def lfw_identities(path: str) -> tuple[int, int]:
   """(distinct identities, distinct image files) that LFW's pairs.txt names."""
   root, pairs = locate_lfw(path)
-  paths1, paths2, _ = evaluate.load_pairs_txt(root, pairs)
+  paths1, paths2, _ = pair_files.load_pairs_txt(root, pairs)
   files = set(paths1) | set(paths2)
   return len({os.path.basename(os.path.dirname(p)) for p in files}), len(files)
 
@@ -80,7 +81,7 @@ def split_name(bin_path: str) -> str:
 
 def bin_examples(bin_path: str, limit: int = 0) -> Iterator[tuple[str, dict]]:
   """Yields (key, {'image1', 'image2': uint8 [H, W, 3], 'issame': bool}) of one `.bin` pack."""
-  pixels, issame = evaluate.load_bin(bin_path, progress=True)
+  pixels, issame = pair_files.load_bin(bin_path, progress=True)
   n = min(limit, len(issame)) if limit else len(issame)
   for k in range(n):
     yield f'{k:06d}', {'image1': pixels[2 * k], 'image2': pixels[2 * k + 1],

@@ -7,8 +7,9 @@ import os
 
 import numpy as np
 
-from synface_jax import evaluate, progress
-from synface_jax.data import detect, images, source_folder, source_pairs, source_rec
+from synface_jax import progress
+from synface_jax.data import (detect, images, pair_files, source_folder, source_pairs,
+                              source_rec)
 
 
 def _train_set(path: str, kind: str):
@@ -63,7 +64,7 @@ def _tfds_stats(path: str) -> dict:
 
 def _lfw_stats(path: str) -> dict:
   root, pairs = source_pairs.locate_lfw(path)
-  paths1, paths2, issame = evaluate.load_pairs_txt(root, pairs)
+  paths1, paths2, issame = pair_files.load_pairs_txt(root, pairs)
   files = sorted(set(paths1) | set(paths2))
   report = images.Report(path)
   for f in progress.iterate(files, f'stats {path}', len(files), unit='images'):
@@ -79,7 +80,7 @@ def _lfw_stats(path: str) -> dict:
 def _bin_stats(path: str) -> dict:
   packs = {}
   for f in source_pairs.bin_files(path):
-    pixels, issame = evaluate.load_bin(f, progress=True)
+    pixels, issame = pair_files.load_bin(f, progress=True)
     packs[source_pairs.split_name(f)] = {'pairs': int(len(issame)), 'same': int(issame.sum()),
                                          'images': int(len(pixels)),
                                          'image_size': list(pixels.shape[1:3])}

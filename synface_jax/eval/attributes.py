@@ -27,6 +27,7 @@ from typing import Dict, Sequence
 import numpy as np
 
 from synface_jax.eval import metrics
+from synface_jax.eval import protocols as protocols_lib
 
 BAND1 = math.sqrt(math.pi)  # Scale of a band-1 SH basis function (= procedural.lighting.BAND1).
 ATTRIBUTES = ('|yaw|', '|delta yaw|', '|pitch|', 'light strength', 'light |azimuth|',
@@ -87,20 +88,20 @@ def assign_bins(values, edges) -> np.ndarray:
 
 def pair_decisions(plain, flipped, issame, protocol: str) -> np.ndarray:
   """bool [N]: whether each pair is decided correctly by its fold's threshold, the threshold the
-  protocol trains on the other nine folds (`synface_jax.evaluate`)."""
-  from synface_jax import evaluate  # pylint: disable=g-import-not-at-top
+  protocol trains on the other nine folds (`protocols`)."""
   issame = np.asarray(issame, bool)
   if protocol == 'insightface':
     e = np.asarray(flipped, np.float64)
-    result = evaluate.insightface_protocol(e[0::2], e[1::2], issame)
-    dist = evaluate.squared_l2(evaluate.l2_normalize(e[0::2]), evaluate.l2_normalize(e[1::2]))
-    bounds = evaluate.insightface_fold_bounds(issame.size)
+    result = protocols_lib.insightface_protocol(e[0::2], e[1::2], issame)
+    dist = protocols_lib.squared_l2(protocols_lib.l2_normalize(e[0::2]),
+                                  protocols_lib.l2_normalize(e[1::2]))
+    bounds = protocols_lib.insightface_fold_bounds(issame.size)
     same = lambda lo, hi, t: dist[lo:hi] < t
   elif protocol == 'synface':
     e = np.asarray(plain, np.float64)
-    result = evaluate.synface_protocol(e[0::2], e[1::2], issame)
+    result = protocols_lib.synface_protocol(e[0::2], e[1::2], issame)
     similarity = result['similarity']
-    bounds = evaluate.synface_fold_bounds(issame.size)
+    bounds = protocols_lib.synface_fold_bounds(issame.size)
     same = lambda lo, hi, t: similarity[lo:hi] > t
   else:
     raise ValueError(f'unknown protocol {protocol!r}')

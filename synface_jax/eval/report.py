@@ -5,7 +5,7 @@
         --out reports/demo
 
 For every pair set and both protocols: the 10-fold accuracy (and VAL@FAR=1e-3 for insightface's)
-exactly as `synface_jax.evaluate` computes them, then AUC, EER and TAR@FAR on all pairs at once
+exactly as `synface_jax.eval.protocols` computes them, then AUC, EER and TAR@FAR on all pairs at once
 (`eval.metrics`), the ROC and the genuine/impostor similarity histograms. For every labelled set:
 closed-set rank-1/rank-5 and CMC, open-set DIR@FPIR (`eval.identification`). Written to --out:
 
@@ -28,7 +28,9 @@ from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 
+from synface_jax.data import images as image_io
 from synface_jax.eval import attributes, identification, metrics, plots, sets
+from synface_jax.eval import protocols as protocols_lib
 
 ROC_GRID = tuple(10.0 ** e for e in np.arange(-6, 0.25, 0.25))
 
@@ -47,21 +49,19 @@ def _unit(x):
 
 def pair_scores(plain, flipped, protocol: str) -> np.ndarray:
   """Per-pair similarity a protocol ranks pairs by, from interleaved embeddings [2N, D]."""
-  from synface_jax import evaluate
   if protocol == 'insightface':
     e = _unit(flipped)
     return np.sum(e[0::2] * e[1::2], axis=1)
-  return evaluate.synface_cosine(plain[0::2].astype(np.float64), plain[1::2].astype(np.float64))
+  return protocols_lib.synface_cosine(plain[0::2].astype(np.float64), plain[1::2].astype(np.float64))
 
 
 def verification_figures(plain, flipped, issame, protocols=('insightface', 'synface'),
                          far_targets: Sequence[float] = metrics.DEFAULT_FAR_TARGETS) -> dict:
   """{protocol: figures} of interleaved pair embeddings (see the module docstring)."""
-  from synface_jax import evaluate
   out = {}
   for protocol in protocols:
     emb = flipped if protocol == 'insightface' else plain
-    r = evaluate.verify(emb[0::2], emb[1::2], issame, protocol)
+    r = protocols_lib.verify(emb[0::2], emb[1::2], issame, protocol)
     figures = {'accuracy': float(r['accuracy']), 'std': float(r['std'])}
     if 'val' in r:
       figures.update(val=float(r['val']), val_std=float(r['val_std']), far=float(r['far']))
@@ -137,7 +137,7 @@ def markdown(results: dict) -> str:
       for protocol, by_attribute in entry['attributes'].items():
         lines += attributes.markdown_rows(name, protocol, by_attribute, targets)
   lines += ['', 'Figures: ' + ', '.join(f'[{p}]({p})' for p in results['figures']), '',
-            'Accuracy and VAL are the 10-fold protocols of `synface_jax.evaluate`; AUC, EER and '
+            'Accuracy and VAL are the 10-fold protocols of `synface_jax.eval.protocols`; AUC, EER and '
             'TAR@FAR use all pairs at once (insightface: cosine of flip-summed embeddings; synface: '
             'cosine). Identification: cosine of flip-summed embeddings, one gallery image per '
             'identity; DIR is rank-1.']
@@ -152,7 +152,6 @@ def run(embedder, pair_sources: Sequence[str], out_dir: str, *,
         distractor_fraction: float = 0.2, seed: int = 0, checkpoint: str = '',
         log: Callable[[str], None] = print) -> dict:
   """Evaluates `embedder` (an Embedder built with normalize=False) on every set; writes the report."""
-  from synface_jax.evaluate import fit_to_size
   os.makedirs(out_dir, exist_ok=True)
   size = tuple(embedder.spec.input_size)
   results = {'checkpoint': checkpoint, 'step': int(embedder.step),
@@ -169,7 +168,7 @@ def run(embedder, pair_sources: Sequence[str], out_dir: str, *,
   for source in pair_sources:
     t0 = time.perf_counter()
     images, issame, factors = sets.load_pairs_with_factors(source, renderer, progress=True)
-    plain, flipped = _embed_both(embedder, fit_to_size(images, size))
+    plain, flipped = _embed_both(embedder, image_io.fit_to_size(images, size))
     figures = verification_figures(plain, flipped, issame, protocols, far_targets)
     if 'insightface' in figures:
       figures['insightface']['far_target'] = 1e-3  # insightface_protocol's VAL@FAR target.
@@ -202,7 +201,7 @@ def run(embedder, pair_sources: Sequence[str], out_dir: str, *,
   for source in identification_sources:
     t0 = time.perf_counter()
     images, labels = sets.load_labelled(source, renderer)
-    _, flipped = _embed_both(embedder, fit_to_size(images, size))
+    _, flipped = _embed_both(embedder, image_io.fit_to_size(images, size))
     figures = identification_figures(flipped, labels, seed, fpir_targets, distractor_fraction)
     figures['source'] = source
     name = _unique_name(sets.set_name(source), results['identification'])

@@ -13,6 +13,9 @@ Labelled sources (images uint8 [M, H, W, 3], labels int [M]):
   faces.npz           `images` and `labels`
   synthetic:NxM       N held-out identities x M faces each
 
+.bin packs and pairs.txt are read by `synface_jax.data.pair_files`, the parsers the TFDS pair
+builders use too.
+
 Synthetic sources need a `Renderer`: a generator, its params, the first held-out identity id and a
 seed (`renderer_from_config`).
 """
@@ -73,6 +76,20 @@ def _load_npz(path: str, keys) -> dict:
     raise ValueError(f'{path}: cannot read .npz ({e})') from None
 
 
+def checked_issame(values, source: str) -> np.ndarray:
+  """issame [N] as bool from a stored array: bool, or integers that are all 0 or 1; ValueError
+  naming `source` for any other dtype (strings such as 'no', floats, objects) or for no pairs."""
+  values = np.asarray(values).reshape(-1)
+  if values.dtype != bool and not (np.issubdtype(values.dtype, np.integer)
+                                   and np.isin(values, (0, 1)).all()):
+    raise ValueError(f'{source}: issame is {values.dtype} '
+                     f'{values[:3].tolist() if values.dtype != object else "objects"}..., '
+                     'not bool (or 0/1 integers)')
+  if values.size == 0:
+    raise ValueError(f'{source}: the pair set holds no pairs')
+  return values.astype(bool)
+
+
 def _need_renderer(renderer, source):
   if renderer is None:
     raise ValueError(f'{source}: synthetic sets need a generator')
@@ -120,7 +137,6 @@ def _load_pairs_with_factors(source, renderer, progress):
     return images, issame, {k: np.asarray(getattr(factors, k)) for k in FACTOR_KEYS}
   if source.endswith('.npz'):
     data = _load_npz(source, ('images', 'issame'))
-    from synface_jax.evaluate import checked_issame  # pylint: disable=g-import-not-at-top
     images, issame = data['images'], checked_issame(data['issame'], source)
     if images.ndim != 4 or images.shape[0] != 2 * issame.size:
       raise ValueError(f'{source}: {images.shape[0]} images for {issame.size} pairs; expected '
@@ -133,8 +149,8 @@ def _load_pairs_with_factors(source, renderer, progress):
       raise ValueError(f'{source}: factor_* arrays must have one row per image '
                        f'({images.shape[0]})')
     return images, issame, factors
-  from synface_jax.evaluate import load_pair_source
-  return (*load_pair_source(source, progress), None)
+  from synface_jax.data import pair_files  # pylint: disable=g-import-not-at-top
+  return (*pair_files.load_pair_source(source, progress), None)
 
 
 def _parse_grid(source: str) -> Tuple[int, int]:
@@ -169,8 +185,7 @@ def _decode_examples(examples, report, source) -> Tuple[np.ndarray, np.ndarray]:
   report.warn()
   if not pixels:
     raise ValueError(f'{source}: no usable images')
-  from synface_jax.evaluate import _stack_images  # pylint: disable=protected-access
-  return _stack_images(pixels, source), np.array(labels, np.int64)
+  return image_io.stack(pixels, source), np.array(labels, np.int64)
 
 
 def load_labelled(source: str, renderer: Renderer | None = None) -> Tuple[np.ndarray, np.ndarray]:

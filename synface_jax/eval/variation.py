@@ -135,9 +135,9 @@ def run(embedder, sources: Sequence[str], out_dir: str, *, renderer=None,
         log: Callable[[str], None] = print) -> dict:
   """Statistics of every labelled source (synthetic ones once per IM setting); writes
   variation.json, variation.md and projection.png to out_dir."""
+  from synface_jax.data import images as image_io  # pylint: disable=g-import-not-at-top
   from synface_jax.eval import sets  # pylint: disable=g-import-not-at-top
   from synface_jax.eval.report import _embed_both  # pylint: disable=g-import-not-at-top
-  from synface_jax.evaluate import fit_to_size  # pylint: disable=g-import-not-at-top
   os.makedirs(out_dir, exist_ok=True)
   size = tuple(embedder.spec.input_size)
   results = {'checkpoint': checkpoint, 'step': int(embedder.step),
@@ -155,7 +155,7 @@ def run(embedder, sources: Sequence[str], out_dir: str, *, renderer=None,
       loads = [(sets.set_name(source), None, lambda source=source: sets.load_labelled(source))]
     for name, spec, load in loads:
       images, labels = load()
-      _, flipped = _embed_both(embedder, fit_to_size(images, size))
+      _, flipped = _embed_both(embedder, image_io.fit_to_size(images, size))
       stats = variation_stats(flipped, labels)
       stats['source'] = source
       if spec is not None:

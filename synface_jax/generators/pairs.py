@@ -3,7 +3,7 @@
 The layout is LFW's: 2N images interleaved so that images 2k and 2k + 1 form pair k, and a bool per
 pair. Pairs come in 10 contiguous folds of N / 10, each half same-identity pairs then half
 different-identity pairs, drawn from its own block of held-out identities, so the 10-fold
-protocols of `synface_jax.evaluate` apply unchanged.
+protocols of `synface_jax.eval.protocols` apply unchanged.
 """
 import jax
 import jax.numpy as jnp
