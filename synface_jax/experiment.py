@@ -8,7 +8,8 @@
 
 The training loop (train.py), the benchmark and the tests build their runs here; random keys come
 from `config.seed` by name (`seeds.py`, e.g. `experiment.key('step')`). Nothing here imports
-TensorFlow unless the real set is built (give `real` its counts to avoid that).
+TensorFlow unless the real set is built (give `real` its counts to avoid that). One run;
+`experiments.py` runs grids of them.
 """
 import dataclasses
 from typing import Any, Callable, NamedTuple
@@ -101,9 +102,9 @@ class Experiment:
         real = data.real_dataset(config, mesh)
     num_real_images = real.num_images if real else 0
     num_classes = train_step.num_synthetic_classes(config) + (real.num_classes if real else 0)
-    model = model or create_model(config)
+    model = create_model(config) if model is None else model
     per_epoch = steps_per_epoch(config, num_real_images)
-    schedule = schedule or learning_rate_schedule(config, per_epoch)
+    schedule = learning_rate_schedule(config, per_epoch) if schedule is None else schedule
     tx = make_optimizer(config, schedule)
     abstract = train_step.abstract_state(model, tx, num_classes, mesh,
                                          tuple(config.model.input_size), config.mesh.head_on_data)

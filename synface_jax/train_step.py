@@ -29,6 +29,7 @@ from synface_jax.generators import augment
 from synface_jax.generators.sampling import synthetic_batch  # The step's synthetic input.
 from synface_jax.models import head as head_lib
 
+
 class TrainState(flax.struct.PyTreeNode):
   step: jax.Array
   params: Any        # {'backbone': ..., 'head': [classes padded to the head shards, features]}
@@ -306,7 +307,9 @@ def tree_all_finite(tree) -> jax.Array:
 
 
 def jit_train_step(step, state: TrainState, mesh):
-  """jax.jit with the state's shardings in and out, the batch on 'data', and the state donated."""
+  """jax.jit with the state's shardings in and out, the batch on 'data', and the state donated.
+
+  state: a TrainState, or its abstract_state (only the leaves' shardings are read)."""
   state_shardings = jax.tree.map(lambda x: x.sharding, state)
   return jax.jit(
       step,
