@@ -93,32 +93,21 @@ def _step_runner(args, classes: int):
 
   run chains the donated state through the calls and blocks on the last one.
   """
-  from synface_jax import generators, sharding, train
+  from synface_jax import experiment, sharding
   config = _config(args, classes)
   mesh = sharding.make_mesh(-1, args.model_axis)
-  model = train.create_model(config)
-  schedule = train.learning_rate_schedule(config, 1000)
-  tx = train.make_optimizer(config, schedule)
-  num_real = classes if args.regime != 'synthetic' else 0
-  num_classes = (classes if args.regime != 'real' else 0) + num_real
-  state = train.init_state(model, tx, num_classes, jax.random.key(0), mesh, tuple(args.size),
-                           config.mesh.head_on_data)
-  generator = gen_params = None
-  if args.regime != 'real':
-    generator = generators.get_generator(config.generator)
-    gen_params = generator.init(jax.random.key(1))
+  # Random real images of `classes` identities, 10 each.
+  run = experiment.Experiment.from_config(config, mesh,
+                                          real=experiment.RealCounts(classes, classes * 10))
+  state, gen_params, key = run.init_state(), run.gen_params, run.key('step')
   real = None
   if args.regime != 'synthetic':
     rng = np.random.default_rng(0)
     real = sharding.host_local_to_global({
         'image': rng.uniform(-1, 1, (args.batch, *args.size, 3)).astype(np.float32),
-        'label': rng.integers(0, num_real, args.batch).astype(np.int32)}, mesh)
-  step = train.jit_train_step(
-      train.make_train_step(config, model, tx, schedule, mesh, num_classes=num_classes,
-                            generator=generator, num_real_images=num_real * 10), state, mesh)
-  key = jax.random.key(2)
+        'label': rng.integers(0, classes, args.batch).astype(np.int32)}, mesh)
   t0 = time.perf_counter()
-  compiled = step.lower(state, gen_params, real, key).compile()
+  compiled = run.step.lower(state, gen_params, real, key).compile()
   compile_s = time.perf_counter() - t0
   holder = {'state': state, 'metrics': None}
 
@@ -130,8 +119,9 @@ def _step_runner(args, classes: int):
     return (time.perf_counter() - t0) / steps
 
   run(1)  # The first step: warm-up, and the end of "time to first step".
-  info = {'compiled': compiled, 'compile_s': compile_s, 'mesh': mesh, 'num_classes': num_classes,
-          'holder': holder, 'model': model, 'real': real, 'args': (gen_params, real, key)}
+  info = {'compiled': compiled, 'compile_s': compile_s, 'mesh': mesh,
+          'num_classes': run.num_classes, 'holder': holder, 'model': run.model, 'real': real,
+          'args': (gen_params, real, key)}
   return run, info
 
 
@@ -239,8 +229,8 @@ def bench_head(args) -> list:
 
 def _activation_bytes(args) -> int:
   """Bytes of the backbone's saved residuals (what the backward pass keeps) for one batch."""
-  from synface_jax import train
-  model = train.create_model(_config(args, 1))
+  from synface_jax import experiment
+  model = experiment.create_model(_config(args, 1))
   x = jax.ShapeDtypeStruct((args.batch, *args.size, 3), jnp.dtype(args.dtype))
   variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(x.shape[1:])[None],
                                                 train=False))

@@ -23,7 +23,7 @@ def base_config() -> ml_collections.ConfigDict:
   """Defaults: SynFace's recipe (IResNet-50, ArcFace s=30 m=0.5, SGD 0.1 at batch 512, 40 epochs)."""
   c = ml_collections.ConfigDict()
   c.regime = 'real'
-  c.seed = 0
+  c.seed = 0                      # The run's random streams, drawn from it by name (seeds.py).
 
   c.model = ml_collections.ConfigDict()
   c.model.arch = 'r50'

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from synface_jax import cli, mixup
+from synface_jax import cli, mixup, seeds
 from synface_jax.generators import get_generator
 from synface_jax.types import Factors
 from synface_jax.generators import sampling
@@ -191,7 +191,9 @@ def main(argv=None):
   parser.add_argument('--identities', type=int, default=8)
   parser.add_argument('--per-identity', type=int, default=8)
   parser.add_argument('--mixup', default=None, help="phi spec for --npz, e.g. 'synface' or 'fixed:0.8'")
-  parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--seed', type=int, default=0,
+                      help="a training run's config.seed: the generator's params are that run's; "
+                           "the faces shown come from stream 'pictures' (synface_jax/seeds.py)")
   parser.add_argument('--generator', default=None,
                       help="backend, overriding the config's (procedural, discofacegan, or "
                            "module:callable of your own)")
@@ -215,8 +217,9 @@ def main(argv=None):
     generator, pool = build(config)  # Reads the generator's files (BFM .mat, checkpoint).
   except file_errors.FILE_ERRORS as e:
     cli.fail(str(e))
-  params = generator.init(jax.random.PRNGKey(args.seed))
-  key = jax.random.PRNGKey(args.seed + 1)
+  # The generator's params are those of a training run with config.seed = --seed.
+  params = generator.init(seeds.key(args.seed, 'generator'))
+  key = seeds.key(args.seed, 'pictures')
   if args.out:
     os.makedirs(args.out, exist_ok=True)
     k_grid, k_mix, k_sweep = jax.random.split(key, 3)

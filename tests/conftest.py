@@ -132,3 +132,17 @@ def real_batch(seed=0):
   rng = np.random.default_rng(seed)
   return {'image': rng.uniform(-1, 1, (BATCH, *SIZE, 3)).astype(np.float32),
           'label': rng.integers(0, NUM_REAL, BATCH).astype(np.int32)}
+
+
+def tiny_experiment(config, mesh_shape=(1, 1), *, real_classes=NUM_REAL, model=None,
+                    schedule=None):
+  """The run of `config` built as the loop builds it (Experiment.from_config), on a (data, model)
+  mesh of the first devices, with tiny_model, the toy generator and a real set of `real_classes`
+  identities x 8 images (random batches stand in for it: `real_batch`)."""
+  import jax
+  from synface_jax import experiment, sharding
+  from toy_generator import ToyGenerator
+  mesh = sharding.make_mesh(*mesh_shape, devices=jax.devices()[:mesh_shape[0] * mesh_shape[1]])
+  return experiment.Experiment.from_config(
+      config, mesh, real=experiment.RealCounts(real_classes, real_classes * 8),
+      model=model or tiny_model(), generator=ToyGenerator(SIZE), schedule=schedule)

@@ -18,28 +18,19 @@ if num_processes > 1:
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # The repo.
-from synface_jax import sharding, train  # noqa: E402
-from conftest import BATCH, NUM_REAL, NUM_SYN, SIZE, real_batch, tiny_config, tiny_model  # noqa: E402
-from toy_generator import ToyGenerator  # noqa: E402
+from synface_jax import sharding  # noqa: E402
+from conftest import BATCH, real_batch, tiny_config, tiny_experiment  # noqa: E402
 
 assert jax.device_count() == 8, jax.devices()
-config = tiny_config()
-mesh = sharding.make_mesh(4, 2)
-model = tiny_model()
-schedule = train.learning_rate_schedule(config, steps_per_epoch=100)
-tx = train.make_optimizer(config, schedule)
-state = train.init_state(model, tx, NUM_SYN + NUM_REAL, jax.random.key(0), mesh, SIZE)
-gen = ToyGenerator(SIZE)
-step = train.jit_train_step(
-    train.make_train_step(config, model, tx, schedule, mesh, num_classes=NUM_SYN + NUM_REAL,
-                          generator=gen, num_real_images=64), state, mesh)
-gen_params = gen.init(jax.random.key(1))
+exp = tiny_experiment(tiny_config(), (4, 2))
+mesh, state = exp.mesh, exp.init_state()
 per_process = BATCH // num_processes
 losses = []
 for i in range(3):
   batch = real_batch(i)  # This process feeds its own rows of the global batch.
   local = {k: v[process_id * per_process:(process_id + 1) * per_process] for k, v in batch.items()}
-  state, metrics = step(state, gen_params, sharding.host_local_to_global(local, mesh), jax.random.key(7))
+  state, metrics = exp.step(state, exp.gen_params, sharding.host_local_to_global(local, mesh),
+                            exp.key('step'))
   losses.append(float(metrics.compute()['loss']))
 # Every process reads back the whole (replicated) backbone and its own rows of the head.
 head = {str(s.index): np.asarray(s.data) for s in state.params['head'].addressable_shards}

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from synface_jax import config as config_lib, generators, sharding, train
+from synface_jax import config as config_lib, experiment, generators, sharding, train_step
 from toy_generator import ToyGenerator
 
 
@@ -74,7 +74,7 @@ def test_the_step_inputs_use_the_configured_domain_mixup():
   c.optim.batch_size = 4
   c.synthetic.num_identities = 4
   mesh = sharding.make_mesh(1, 1, devices=jax.devices()[:1])
-  inputs = train.make_inputs(c, mesh, generator=ToyGenerator((32, 32)), num_real_images=8)
+  inputs = train_step.make_inputs(c, mesh, generator=ToyGenerator((32, 32)), num_real_images=8)
   real = {'image': np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32),
           'label': np.arange(4, dtype=np.int32)}
   gen_params = ToyGenerator((32, 32)).init(jax.random.key(1))
@@ -90,14 +90,10 @@ def test_the_step_uses_the_configured_loss_with_the_loss_fields():
   c.model.input_size = (32, 32)
   c.optim.batch_size = 4
   mesh = sharding.make_mesh(1, 1, devices=jax.devices()[:1])
-  model = train.create_model(_tiny(c))
-  schedule = train.learning_rate_schedule(c, 10)
-  tx = train.make_optimizer(c, schedule)
-  state = train.init_state(model, tx, 4, jax.random.key(0), mesh, (32, 32))
-  step = train.jit_train_step(
-      train.make_train_step(c, model, tx, schedule, mesh, num_classes=4), state, mesh)
+  exp = experiment.Experiment.from_config(_tiny(c), mesh, real=experiment.RealCounts(4, 40))
   real = {'image': np.zeros((4, 32, 32, 3), np.float32), 'label': np.arange(4, dtype=np.int32)}
-  _, metrics = step(state, None, sharding.host_local_to_global(real, mesh), jax.random.key(1))
+  _, metrics = exp.step(exp.init_state(), None, sharding.host_local_to_global(real, mesh),
+                        exp.key('step'))
   assert float(metrics.compute()['loss']) == pytest.approx(2.5)
 
 

@@ -9,8 +9,7 @@ import scipy.ndimage
 from PIL import Image
 
 from synface_jax import config as config_lib
-from synface_jax import train
-from synface_jax.generators import augment as A
+from synface_jax.generators import augment as A, sampling
 from toy_generator import ToyGenerator
 
 SIZE = (32, 32)
@@ -172,9 +171,9 @@ def test_synthetic_batch_augments_without_changing_labels():
 
   @jax.jit
   def both(key):
-    plain = train.synthetic_batch(gen, params, key, 16, 4, 2, None, draw_seed=5)
-    augmented = train.synthetic_batch(gen, params, key, 16, 4, 2, None, draw_seed=5,
-                                      augment_options=options)
+    plain = sampling.synthetic_batch(gen, params, key, 16, 4, 2, None, draw_seed=5)
+    augmented = sampling.synthetic_batch(gen, params, key, 16, 4, 2, None, draw_seed=5,
+                                         augment_options=options)
     return plain, augmented
 
   (x, y), (xa, ya) = both(jax.random.key(0))

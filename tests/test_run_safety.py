@@ -14,7 +14,7 @@ import pytest
 
 from conftest import REPO, subprocess_env
 from synface_jax import checkpointing, config as config_lib, sharding, train
-from conftest import BATCH, NUM_REAL, SIZE, real_batch, tiny_config, tiny_model
+from conftest import BATCH, SIZE, real_batch, tiny_config, tiny_experiment
 import toy_main  # noqa: F401  (registers the 'toy' generator)
 
 
@@ -22,15 +22,8 @@ import toy_main  # noqa: F401  (registers the 'toy' generator)
 
 @pytest.fixture(scope='module')
 def compiled_step():
-  config = tiny_config('real')
-  mesh = sharding.make_mesh(1, 1, devices=jax.devices()[:1])
-  model = tiny_model()
-  schedule = train.learning_rate_schedule(config, steps_per_epoch=100)
-  tx = train.make_optimizer(config, schedule)
-  state = train.init_state(model, tx, NUM_REAL, jax.random.key(0), mesh, SIZE)
-  step = train.jit_train_step(
-      train.make_train_step(config, model, tx, schedule, mesh, num_classes=NUM_REAL), state, mesh)
-  return step, state, mesh
+  exp = tiny_experiment(tiny_config('real'))
+  return exp.step, exp.init_state(), exp.mesh
 
 
 def test_nonfinite_update_is_skipped_and_counted(compiled_step):

@@ -5,8 +5,9 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import BATCH, NUM_REAL, NUM_SYN, SIZE, real_batch, tiny_config, tiny_model
-from synface_jax import config as config_lib, sharding, train
+from conftest import NUM_REAL, NUM_SYN, SIZE, real_batch, tiny_config, tiny_experiment
+from synface_jax import config as config_lib, experiment, sharding, train_step
+from synface_jax.generators import sampling
 from synface_jax.models import IResNet
 from toy_generator import ToyGenerator
 
@@ -15,24 +16,15 @@ from toy_generator import ToyGenerator
 EQUIVALENCE_SCHEDULE = optax.piecewise_constant_schedule(1.0, {1: 0.005})
 
 
-def run(config, mesh_shape, steps=2, schedule=None, num_classes=None):
+def run(config, mesh_shape, steps=2, schedule=None, real_classes=NUM_REAL):
   """Runs `steps` train steps on a (data, model) mesh; returns losses and host copies of params."""
-  mesh = sharding.make_mesh(*mesh_shape, devices=jax.devices()[:mesh_shape[0] * mesh_shape[1]])
-  model = tiny_model()
-  schedule = schedule or train.learning_rate_schedule(config, steps_per_epoch=100)
-  tx = train.make_optimizer(config, schedule)
-  num_classes = num_classes or (NUM_SYN + NUM_REAL if config.regime == 'mixed' else NUM_REAL)
-  state = train.init_state(model, tx, num_classes, jax.random.key(0), mesh, SIZE)
-  gen = ToyGenerator(SIZE)
-  gen_params = gen.init(jax.random.key(1))
-  step = train.jit_train_step(
-      train.make_train_step(config, model, tx, schedule, mesh, num_classes=num_classes,
-                            generator=gen, num_real_images=64), state, mesh)
+  exp = tiny_experiment(config, mesh_shape, real_classes=real_classes, schedule=schedule)
+  state = exp.init_state()
   history = [jax.device_get(state.params)]
   losses, head_shards = [], [s.data.shape for s in state.params['head'].addressable_shards]
   for i in range(steps):
-    batch = sharding.host_local_to_global(real_batch(i), mesh)
-    state, metrics = step(state, gen_params, batch, jax.random.key(7))
+    batch = sharding.host_local_to_global(real_batch(i), exp.mesh)
+    state, metrics = exp.step(state, exp.gen_params, batch, exp.key('step'))
     losses.append(float(metrics.compute()['loss']))
     history.append(jax.device_get(state.params))
   return losses, history, head_shards
@@ -72,8 +64,8 @@ def test_head_padded_to_the_model_axis_matches_unpadded():
   if jax.device_count() < 8:
     pytest.skip('needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)')
   config = tiny_config('real')
-  ref_losses, ref_history, ref_shards = run(config, (1, 1), num_classes=13)
-  losses, history, shards = run(config, (2, 4), num_classes=13)
+  ref_losses, ref_history, ref_shards = run(config, (1, 1), real_classes=13)
+  losses, history, shards = run(config, (2, 4), real_classes=13)
   assert ref_shards == [(13, 32)] and shards == [(4, 32)] * 8  # 13 classes -> 16 rows, 4 a shard.
   np.testing.assert_allclose(losses, ref_losses, rtol=1e-5, atol=1e-5)
   close(history[-1]['head'][:13], ref_history[-1]['head'])
@@ -107,7 +99,7 @@ def test_partial_fc_step_touches_only_sampled_rows():
   config = tiny_config('real')
   config.loss.sample_rate = 0.25
   losses, history, shards = run(config, (2, 4), steps=1, schedule=EQUIVALENCE_SCHEDULE,
-                                num_classes=400)
+                                real_classes=400)
   assert np.isfinite(losses[0]) and shards == [(100, 32)] * 8
   p0, p1 = history[0]['head'], history[1]['head']
   grads = p0 - p1 - config.optim.weight_decay * p0  # Learning rate 1 on the first step.
@@ -123,16 +115,9 @@ def test_logits_are_never_gathered_whole():
   """With the head split over 'model', no device assembles the [batch, classes] logits."""
   if jax.device_count() < 8:
     pytest.skip('needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)')
-  config = tiny_config('real')
-  mesh = sharding.make_mesh(2, 4)
-  model = tiny_model()
-  schedule = train.learning_rate_schedule(config, 100)
-  tx = train.make_optimizer(config, schedule)
-  state = train.init_state(model, tx, 400, jax.random.key(0), mesh, SIZE)
-  step = train.jit_train_step(
-      train.make_train_step(config, model, tx, schedule, mesh, num_classes=400), state, mesh)
-  batch = sharding.host_local_to_global(real_batch(0), mesh)
-  hlo = step.lower(state, None, batch, jax.random.key(0)).compile().as_text()
+  exp = tiny_experiment(tiny_config('real'), (2, 4), real_classes=400)
+  batch = sharding.host_local_to_global(real_batch(0), exp.mesh)
+  hlo = exp.step.lower(exp.abstract_state, None, batch, exp.key('step')).compile().as_text()
   gathers = [line for line in hlo.splitlines() if 'all-gather' in line and '400' in line]
   assert not gathers, gathers[:3]
 
@@ -141,26 +126,21 @@ def test_step_learns_a_fixed_batch():
   config = tiny_config('real')
   config.optim.learning_rate = 0.5
   config.loss.scale = 16.0
-  mesh = sharding.make_mesh(1, 1, devices=jax.devices()[:1])
-  model = tiny_model()
-  schedule = train.learning_rate_schedule(config, steps_per_epoch=100)
-  tx = train.make_optimizer(config, schedule)
-  state = train.init_state(model, tx, NUM_REAL, jax.random.key(0), mesh, SIZE)
-  step = train.jit_train_step(
-      train.make_train_step(config, model, tx, schedule, mesh, num_classes=NUM_REAL), state, mesh)
-  batch = sharding.host_local_to_global(real_batch(3), mesh)
+  exp = tiny_experiment(config)
+  state = exp.init_state()
+  batch = sharding.host_local_to_global(real_batch(3), exp.mesh)
   losses = []
   for _ in range(15):
-    state, metrics = step(state, None, batch, jax.random.key(0))
+    state, metrics = exp.step(state, None, batch, exp.key('step'))
     losses.append(float(metrics.compute()['loss']))
   assert losses[-1] < 0.5 * losses[0], losses
   assert int(state.step) == 15
 
 
 def test_real_soft_labels_are_offset_past_the_synthetic_classes():
-  hard = train.real_label({'label': np.array([0, 3], np.int32)}, 10)
+  hard = train_step.real_label({'label': np.array([0, 3], np.int32)}, 10)
   np.testing.assert_array_equal(hard.ids, [[10], [13]])
-  soft = train.real_label({'label': np.array([0, 3], np.int32),
+  soft = train_step.real_label({'label': np.array([0, 3], np.int32),
                            'label_ids': np.array([[0, 2], [3, -1]], np.int32),
                            'label_weights': np.array([[0.8, 0.2], [1.0, 0.0]], np.float32)}, 10)
   np.testing.assert_array_equal(soft.ids, [[10, 12], [13, -1]])
@@ -170,15 +150,11 @@ def test_real_soft_labels_are_offset_past_the_synthetic_classes():
 def test_bfloat16_compute_keeps_float32_params():
   config = tiny_config('real')
   config.model.dtype = 'bfloat16'
-  mesh = sharding.make_mesh(1, 1, devices=jax.devices()[:1])
-  model = IResNet(stage_sizes=(1, 1, 1, 1), width=1 / 16, num_features=32, dtype=jnp.bfloat16)
-  schedule = train.learning_rate_schedule(config, 100)
-  tx = train.make_optimizer(config, schedule)
-  state = train.init_state(model, tx, NUM_REAL, jax.random.key(0), mesh, SIZE)
-  step = train.jit_train_step(
-      train.make_train_step(config, model, tx, schedule, mesh, num_classes=NUM_REAL), state, mesh)
-  state, metrics = step(state, None, sharding.host_local_to_global(real_batch(0), mesh),
-                        jax.random.key(0))
+  exp = tiny_experiment(config, model=IResNet(stage_sizes=(1, 1, 1, 1), width=1 / 16,
+                                              num_features=32, dtype=jnp.bfloat16))
+  state, metrics = exp.step(exp.init_state(), None,
+                            sharding.host_local_to_global(real_batch(0), exp.mesh),
+                            exp.key('step'))
   assert np.isfinite(float(metrics.compute()['loss']))
   assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype(jnp.float32)}
 
@@ -189,7 +165,7 @@ def test_schedule_warmup_and_decay():
   c.optim.learning_rate = 0.1
   c.optim.warmup_epochs = 1
   c.optim.decay_epochs = (3, 5)
-  s = train.learning_rate_schedule(c, steps_per_epoch=10)
+  s = experiment.learning_rate_schedule(c, steps_per_epoch=10)
   base = 0.1 * 256 / 512
   assert float(s(0)) == 0.0
   np.testing.assert_allclose(float(s(5)), base / 2, rtol=1e-6)
@@ -202,14 +178,14 @@ def test_synthetic_batch_fixed_draws_and_identity_mixup():
   gen = ToyGenerator(SIZE)
   params = gen.init(jax.random.key(1))
   from synface_jax import mixup
-  fn = jax.jit(lambda key: train.synthetic_batch(gen, params, key, 64, 4, 2,
-                                                 mixup.make_sampler('synface'), draw_seed=5))
+  fn = jax.jit(lambda key: sampling.synthetic_batch(gen, params, key, 64, 4, 2,
+                                                    mixup.make_sampler('synface'), draw_seed=5))
   images, label = fn(jax.random.key(0))
   assert images.shape == (64, *SIZE, 3) and label.ids.shape == (64, 2)
   np.testing.assert_allclose(np.asarray(label.weights).sum(1), 1.0, atol=1e-6)
   assert np.all(np.asarray(label.ids[:, 0]) != np.asarray(label.ids[:, 1]))
   # Without mixup, S = 2 fixed draws per identity give at most 4 x 2 distinct images.
-  fn = jax.jit(lambda key: train.synthetic_batch(gen, params, key, 64, 4, 2, None, draw_seed=5))
+  fn = jax.jit(lambda key: sampling.synthetic_batch(gen, params, key, 64, 4, 2, None, draw_seed=5))
   images, label = fn(jax.random.key(1))
   distinct = {np.asarray(im).round(5).tobytes() for im in images}
   assert len(distinct) <= 8

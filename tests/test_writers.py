@@ -164,7 +164,8 @@ def test_preview_is_the_input_part_of_the_step():
   """The pictured parts are the step's own: same key derivation, domain mixup with psi."""
   import jax
   import jax.numpy as jnp
-  from synface_jax import config as config_lib, mixup, sharding, train
+  from synface_jax import config as config_lib, mixup, seeds, sharding, train, train_step
+  from synface_jax.generators import sampling
   from toy_generator import ToyGenerator
   c = config_lib.base_config()
   c.regime = 'mixed'
@@ -179,14 +180,15 @@ def test_preview_is_the_input_part_of_the_step():
   rng = np.random.default_rng(0)
   real = {'image': rng.uniform(-1, 1, (8, SIZE, SIZE, 3)).astype(np.float32),
           'label': np.arange(8, dtype=np.int32)}
-  preview = train.make_batch_preview(c, mesh, generator=generator, num_real_images=32, count=3)
+  preview = train_step.make_batch_preview(c, mesh, generator=generator, num_real_images=32, count=3)
   key = jax.random.key(5)
   parts = jax.device_get(preview(params, real, key, 7))
   assert sorted(parts) == ['mixed', 'phi', 'psi', 'real', 'synthetic']
   k_syn = jax.random.split(jax.random.fold_in(key, 7), 3)[0]
-  x_syn, label = train.synthetic_batch(generator, params, k_syn, 8, 8, 4,
-                                       mixup.make_sampler(c.im.phi), draw_seed=c.seed + 1,
-                                       augment_options=None)
+  x_syn, label = sampling.synthetic_batch(generator, params, k_syn, 8, 8, 4,
+                                          mixup.make_sampler(c.im.phi),
+                                          draw_seed=seeds.seed(c.seed, 'draws'),
+                                          augment_options=None)
   np.testing.assert_allclose(parts['synthetic'], x_syn[:3], atol=1e-6)
   np.testing.assert_allclose(parts['phi'], label.weights[:3, 0], atol=1e-6)
   np.testing.assert_allclose(parts['real'], real['image'][:3])

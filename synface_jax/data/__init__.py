@@ -17,7 +17,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from synface_jax import sharding
+from synface_jax import seeds, sharding
 
 
 @dataclasses.dataclass
@@ -58,7 +58,7 @@ class RealData:
     ds = pipeline.train_batches(
         self.builder, self.host_indices(), batch_size=per_host,
         image_size=tuple(c.model.input_size), augment=augmentation(c),
-        seed=c.seed * 1_009 + jax.process_index(), start=start_step * per_host)
+        seed=seeds.seed(c.seed, 'data', jax.process_index()), start=start_step * per_host)
     return GlobalBatches(ds, self.mesh)
 
 

@@ -42,17 +42,18 @@ def _build(args) -> dict:
 def _export(args) -> dict:
   import jax
   import ml_collections
-  from synface_jax import generators, mixup
+  from synface_jax import generators, mixup, seeds
   from synface_jax.data import export
   config = ml_collections.ConfigDict({'name': args.generator, 'image_size': args.size,
                                      **cli.key_values(args.generator_option, '--generator-option')})
   generator = generators.get_generator(config)
-  params = generator.init(jax.random.key(args.generator_seed))
+  # The generator's params and the nuisance draws are those of a run with config.seed = --seed.
+  params = generator.init(seeds.key(args.seed, 'generator'))
   phi = None if args.im == 'off' else mixup.make_sampler(args.im)
   result = export.export_folder(
       generator, params, args.out, num_identities=args.identities,
-      images_per_identity=args.images, phi_sampler=phi, seed=args.seed, draw_seed=args.draw_seed,
-      batch_size=args.batch)
+      images_per_identity=args.images, phi_sampler=phi, seed=seeds.seed(args.seed, 'export_mixup'),
+      draw_seed=seeds.seed(args.seed, 'draws'), batch_size=args.batch)
   if args.tfds:
     builder = export.to_tfds(args.out, args.data_dir)
     result['tfds'] = {'name': builder.info.full_name, 'data_dir': os.fspath(builder.data_dir)}
@@ -84,11 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
                  help='generator field, e.g. checkpoint=/ckpt/discofacegan or preset=small')
   p.add_argument('--size', type=cli.size, default=(112, 112), help='HxW, e.g. 112x96')
   p.add_argument('--im', default='synface', help="phi sampler spec, or 'off'")
-  p.add_argument('--seed', type=int, default=0, help='partners and phi')
-  p.add_argument('--draw-seed', type=int, default=1,
-                 help="nuisance draws; the train step's is config.seed + 1")
-  p.add_argument('--generator-seed', type=int, default=2,
-                 help="generator init; the train loop's is config.seed + 2")
+  p.add_argument('--seed', type=int, default=0,
+                 help="a training run's config.seed: the faces are the ones its step renders for "
+                      "each (identity, draw); partners and phi come from stream 'export_mixup' "
+                      "(synface_jax/seeds.py)")
   p.add_argument('--batch', type=int, default=64)
   p.add_argument('--tfds', action='store_true', help='also build it as a TFDS dataset')
   p.add_argument('--data-dir', default='', help="TFDS data dir; default TFDS's")

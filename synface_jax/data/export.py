@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from synface_jax import mixup
+from synface_jax import mixup, seeds
 from synface_jax.data import images, synface_names
 from synface_jax.generators import sampling
 
@@ -48,11 +48,13 @@ def _render_fn(generator, images_per_identity: int, mixed: bool, draw_seed: int)
 
 
 def export_folder(generator, gen_params, out_dir: str, *, num_identities: int,
-                  images_per_identity: int, phi_sampler=None, seed: int = 0, draw_seed: int = 1,
+                  images_per_identity: int, phi_sampler=None, seed: int = 0,
+                  draw_seed: int = seeds.seed(0, 'draws'),
                   batch_size: int = 64, quality: int = 95) -> dict:
   """Renders Syn_N_S into `out_dir` in SynFace's naming; returns counts.
 
-  draw_seed: the train step's (config.seed + 1) reproduces its fixed nuisance draws.
+  seed: partners and phi; draw_seed: the nuisance draws. A run's own, seeds.seed(config.seed,
+  'draws'), reproduces the faces its train step renders (the default: config.seed 0's).
   Resumes: a file already there and complete is kept, and batches whose files are all there are
   not rendered. Each file is written under a temporary name and then renamed, so a job killed
   mid-file leaves no partial image behind (only a `.part` file, replaced on the next run).

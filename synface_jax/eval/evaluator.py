@@ -113,8 +113,9 @@ one stops the run before training; rendered pairs at the first call); each call 
           raise ValueError(f'eval.pairs entry {source!r}: rendered pairs come in positive '
                            f'multiples of {2 * NUM_FOLDS} (10 folds, half same, half different)')
         # Rendered at the first evaluation, not before the first step (nothing to check here).
-        self._to_render['synthetic'] = (generator, gen_params, jax.random.key(config.seed + 4),
-                                        num_pairs)
+        from synface_jax import seeds  # pylint: disable=g-import-not-at-top
+        self._to_render['synthetic'] = (generator, gen_params,
+                                        seeds.key(config.seed, 'eval_pairs'), num_pairs)
         continue
       else:
         from synface_jax.eval.sets import load_pairs, set_name
