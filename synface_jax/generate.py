@@ -13,7 +13,8 @@ Without --config the procedural generator's defaults are used. Writes into DIR:
 --npz FILE writes `images` uint8 [N * M, H, W, 3] RGB, `labels` int64 [N * M] and the factors
 (`identity`, `expression`, `pose`, `lighting`, `noise`) of M faces of each of N identities; with
 --mixup SPEC (e.g. 'synface', 'fixed:0.8') identities are mixed with random partners and
-`mix_ids` / `mix_weights` hold the soft labels.
+`mix_ids` / `mix_weights` hold the soft labels; the mixing is the train step's: the config's
+im.fn (a `types.Mixup` of your own, module:callable) with im.partners partners each.
 """
 import functools
 import os
@@ -49,6 +50,15 @@ def with_generator(config, name, options):
                      'of your own (module:callable) takes the shared generator fields')
   block.update(cli.key_values(options, '--option', allowed=block.keys()))
   return config
+
+
+def identity_mixup(config):
+  """(mix, partners per face) of the config's im block (config.im.fn, config.im.partners), or the
+  built-in mixup with one partner."""
+  from synface_jax import extensions  # pylint: disable=g-import-not-at-top
+  if config is None or 'im' not in config:
+    return mixup.mix_identities, 1
+  return extensions.mixup('im.fn', config.im.fn), int(config.im.get('partners', 1))
 
 
 def build(config):
@@ -164,18 +174,20 @@ def render_all(generator, params, factors, batch_size=64, progress=''):
   return np.concatenate(out)
 
 
-def write_npz(path, generator, params, key, identities, per_identity, pool, spec=None, batch_size=64):
-  """Saves faces of `identities` x `per_identity` (optionally mixed) as arrays; see module doc."""
+def write_npz(path, generator, params, key, identities, per_identity, pool, spec=None, batch_size=64,
+              mix=mixup.mix_identities, num_partners=1):
+  """Saves faces of `identities` x `per_identity` (optionally mixed by `mix`, a `types.Mixup` on
+  Factors, with num_partners partners each) as arrays; see module doc."""
   labels = np.repeat(np.arange(identities), per_identity)
   ids = jnp.asarray(labels, jnp.int32)
   k_draw, k_partner, k_phi = jax.random.split(key, 3)
   partners = phi = None
   if spec:
-    partners = mixup.sample_partners(k_partner, ids, max(pool, identities))[:, None]
+    partners = sampling.partner_ids(k_partner, ids, max(pool, identities), num_partners)
     phi = mixup.make_sampler(spec)(k_phi, ids.shape)
   images, label, factors = sampling.faces_in_batches(
       generator, params, key, ids, jax.random.split(k_draw, len(labels)), partners=partners,
-      phi=phi, batch_size=batch_size, progress=f'generate {path}')
+      phi=phi, batch_size=batch_size, mix=mix, progress=f'generate {path}')
   extra = {'mix_ids': label.ids, 'mix_weights': label.weights} if spec else {}
   arrays = {name: np.asarray(value) for name, value in factors._asdict().items()}
   np.savez(path, images=images, labels=labels.astype(np.int64), **arrays, **extra)
@@ -210,6 +222,7 @@ def main(argv=None):
     config = load_config(args.config, overrides)
     if args.generator or args.option:
       config = with_generator(config, args.generator, args.option)
+    mix, num_partners = identity_mixup(config)
   except ValueError as e:
     cli.fail(str(e))
   from synface_jax import file_errors  # pylint: disable=g-import-not-at-top
@@ -232,7 +245,7 @@ def main(argv=None):
     print(f'wrote identities.png, mixup.png, pose.png, lighting.png, expression.png to {args.out}')
   if args.npz:
     write_npz(args.npz, generator, params, jax.random.fold_in(key, 7), args.identities,
-              args.per_identity, pool, args.mixup)
+              args.per_identity, pool, args.mixup, mix=mix, num_partners=num_partners)
     print(f'wrote {args.identities * args.per_identity} faces to {args.npz}')
 
 

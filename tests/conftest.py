@@ -7,7 +7,9 @@ import contextlib
 import os
 import pathlib
 import re
+import struct
 import tempfile
+import zlib
 
 # XLA:CPU spends most of a test's time in LLVM's optimiser; at -O0 a step compiles about a third
 # faster (measured on the tiny train step of test_train) and the tests' tiny shapes run as fast.
@@ -65,7 +67,6 @@ def write_tiny_checkpoint(root, hw, seed, width=1 / 16):
   """A training-workdir layout under root (checkpoints/ with model.json) holding a random r18 at
   input size hw; returns its Flax variables."""
   from synface_jax.models import convert, model_spec
-  from test_iresnet import random_torch_state_dict
   state = random_torch_state_dict('r18', width, hw, seed=seed)
   variables = convert.torch_to_flax(state, 'r18', width, hw)
   convert.save_backbone(pathlib.Path(root) / 'checkpoints', variables)
@@ -146,3 +147,134 @@ def tiny_experiment(config, mesh_shape=(1, 1), *, real_classes=NUM_REAL, model=N
   return experiment.Experiment.from_config(
       config, mesh, real=experiment.RealCounts(real_classes, real_classes * 8),
       model=model or tiny_model(), generator=ToyGenerator(SIZE), schedule=schedule)
+# --- the loop: toy generator, tiny model, in-process ------------------------------------------
+
+def loop_config(**overrides):
+  """The tiny set-up on the 'toy' generator (tests/toy_main.py registers it): a 4-step synthetic
+  run logging every step and checkpointing every 2; overrides are dotted field names."""
+  from synface_jax import config as config_lib
+  c = config_lib.base_config()
+  c.regime = 'synthetic'
+  c.generator.name = 'toy'
+  c.model.arch = 'r18'
+  c.model.width = 1 / 16
+  c.model.num_features = 32
+  c.model.input_size = SIZE
+  c.synthetic.num_identities = 8
+  c.synthetic.images_per_identity = 4
+  c.optim.batch_size = BATCH
+  c.optim.learning_rate = 0.2
+  c.log_every_steps = 1
+  c.checkpoint_every_steps = 2
+  c.num_train_steps = 4
+  for key, value in overrides.items():
+    target = c
+    *parents, leaf = key.split('.')
+    for p in parents:
+      target = target[p]
+    target[leaf] = value
+  config_lib.validate(c)
+  return c
+
+
+def run_loop(config, workdir):
+  """The training loop on one device (compiles once for every test that uses it)."""
+  import jax
+  from synface_jax import train
+  return train.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
+
+
+# --- files in the formats the loaders read ------------------------------------------------------
+
+def _mat_element(kind, payload):
+  return struct.pack('<II', kind, len(payload)) + payload + b'\0' * (-len(payload) % 8)
+
+
+def write_mat(path, arrays, compress=()):
+  """A level-5 .mat file of double matrices (a few of them zlib-compressed)."""
+  import numpy as np
+  body = b''
+  for name, value in arrays.items():
+    a = np.atleast_2d(np.asarray(value, np.float64))
+    content = (_mat_element(6, struct.pack('<II', 6, 0)) + _mat_element(5, struct.pack(f'<{a.ndim}i', *a.shape))
+               + _mat_element(1, name.encode()) + _mat_element(9, a.tobytes(order='F')))
+    element = struct.pack('<II', 14, len(content)) + content
+    if name in compress:  # A compressed element is not padded to 8 bytes.
+      element = struct.pack('<II', 15, len(zipped := zlib.compress(element))) + zipped
+    body += element
+  header = b'MATLAB 5.0 MAT-file, test'.ljust(116, b' ') + b'\0' * 8 + struct.pack('<H', 0x0100) + b'IM'
+  with open(path, 'wb') as f:
+    f.write(header + body)
+
+
+def tiny_bfm(rows=28, cols=28):
+  """A face-like half ellipsoid in the BFM_model_front.mat layout (1-based tri and keypoints)."""
+  import numpy as np
+  y, x = np.meshgrid(np.linspace(1.0, -1.2, rows), np.linspace(-0.75, 0.75, cols), indexing='ij')
+  z = 0.9 * np.sqrt(np.clip(1 - (x / 0.8) ** 2 - ((y + 0.1) / 1.2) ** 2, 0.02, 1))
+  verts = np.stack([x, y, z], -1).reshape(-1, 3)
+  idx = np.arange(rows * cols).reshape(rows, cols)
+  tri = np.concatenate([np.stack([idx[:-1, :-1], idx[1:, :-1], idx[1:, 1:]], -1).reshape(-1, 3),
+                        np.stack([idx[:-1, :-1], idx[1:, 1:], idx[:-1, 1:]], -1).reshape(-1, 3)])
+  nearest = lambda px, py: int(np.argmin((verts[:, 0] - px) ** 2 + (verts[:, 1] - py) ** 2))
+  keypoints = np.zeros(68, int)
+  keypoints[36:42] = [nearest(-0.31 + d, 0.0) for d in (-0.05, -0.03, 0.0, 0.03, 0.05, 0.0)]
+  keypoints[42:48] = [nearest(0.31 + d, 0.0) for d in (-0.05, -0.03, 0.0, 0.03, 0.05, 0.0)]
+  keypoints[30], keypoints[48], keypoints[54] = nearest(0, -0.36), nearest(-0.25, -0.72), nearest(0.25, -0.72)
+  rng = np.random.default_rng(0)
+  n = verts.size
+  return {'meanshape': verts.reshape(1, -1), 'idBase': 0.01 * rng.normal(size=(n, 6)),
+          'exBase': 0.01 * rng.normal(size=(n, 4)), 'meantex': np.tile([[200.0, 150.0, 130.0]], (1, rows * cols)),
+          'texBase': 5.0 * rng.normal(size=(n, 3)), 'tri': tri + 1, 'keypoints': keypoints[None] + 1}
+
+
+# Identity image folders: FOLDER_SIZE x FOLDER_SIZE PNGs of seeded random pixels.
+FOLDER_SIZE = 16
+
+
+def folder_pixels(seed):
+  import numpy as np
+  return np.random.default_rng(seed).integers(0, 256, (FOLDER_SIZE, FOLDER_SIZE, 3), dtype=np.uint8)
+
+
+def make_folder(root, counts, fmt='PNG'):
+  """Identity folders id000, id001, ... with counts[i] PNGs, pixels folder_pixels(100 i + j)."""
+  from PIL import Image
+  for i, n in enumerate(counts):
+    os.makedirs(root / f'id{i:03d}', exist_ok=True)
+    for j in range(n):
+      Image.fromarray(folder_pixels(100 * i + j)).save(root / f'id{i:03d}' / f'{j:03d}.png', fmt)
+  return root
+
+
+# --- IResNet checkpoints -----------------------------------------------------------------------
+
+IRESNET_REF = 'insightface_synface'
+
+
+def random_torch_state_dict(arch, width, input_hw, seed=0):
+  """insightface-layout state dict with random values in the shapes of our model's variables."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from synface_jax.models import convert, iresnet
+  model = iresnet(arch, width=width)
+  shapes = jax.eval_shape(
+      lambda: model.init(jax.random.key(0), jnp.zeros((1, *input_hw, 3)), train=False))
+  rng = np.random.default_rng(seed)
+  state_dict = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(dict(shapes))[0]:
+    names = [p.key for p in path]
+    collection, modules, leaf_name = names[0], tuple(names[1:-1]), names[-1]
+    key = f'{convert.torch_key(modules)}.{convert.LEAF_NAMES[(collection, leaf_name)]}'
+    shape = leaf.shape
+    if leaf_name == 'kernel':
+      shape = shape[::-1] if modules == ('fc',) else (shape[3], shape[2], shape[0], shape[1])
+    if leaf_name in ('var', 'scale', 'alpha'):
+      value = rng.uniform(0.5, 1.5, shape)
+    else:
+      value = rng.normal(0.0, 0.1, shape)
+    state_dict[key] = value.astype(np.float32)
+  state_dict['features.weight'] = rng.uniform(0.5, 1.5, (512,)).astype(np.float32)
+  state_dict['bn1.num_batches_tracked'] = np.array(3, np.int64)
+  return state_dict

@@ -4,7 +4,7 @@ import pytest
 import scipy.io
 
 from synface_jax.generators.procedural import bfm
-from test_generator import tiny_bfm, write_mat
+from conftest import tiny_bfm, write_mat
 
 
 @pytest.mark.parametrize('fmt,compress', [('5', True), ('5', False), ('4', False)])

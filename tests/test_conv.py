@@ -7,8 +7,9 @@ import pytest
 from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from conftest import random_torch_state_dict
 from synface_jax import sharding
-from synface_jax.models import conv, iresnet
+from synface_jax.models import conv, convert, iresnet
 
 NHWC = ('NHWC', 'HWIO', 'NHWC')
 # (input H, W), in, out, kernel, stride, padding: every convolution IResNet has, plus odd sizes.
@@ -96,7 +97,9 @@ def test_iresnet_gradients_do_not_depend_on_the_kernel():
   """A tiny r18 train-mode loss: the same value and parameter gradients with either kernel."""
   x = jnp.asarray(np.random.default_rng(2).normal(size=(2, 32, 32, 3)), jnp.float32)
   models = {k: iresnet('r18', width=1 / 16, conv_kernel=k) for k in ('custom', 'xla')}
-  variables = models['xla'].init(jax.random.key(0), x, train=False)
+  # Random values from the converter: model.init, op by op or jitted, spends seconds compiling.
+  variables = convert.torch_to_flax(random_torch_state_dict('r18', 1 / 16, (32, 32)), 'r18',
+                                    1 / 16, (32, 32))
 
   def loss(model):
     def f(params):

@@ -10,7 +10,7 @@ from conftest import REPO, reference_file, subprocess_env
 from synface_jax import benchmark
 from synface_jax.data import __main__ as cli
 
-from test_data_folder import make_folder
+from conftest import make_folder
 
 
 def test_stats_prints_one_json_line_and_errors_exit_1(tmp_path):

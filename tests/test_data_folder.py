@@ -7,25 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import FOLDER_SIZE, folder_pixels, make_folder
 from synface_jax.data import detect, pipeline, prepare, summary
 
-SIZE = 16
-
-
-def _pixels(seed):
-  return np.random.default_rng(seed).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
-
-
-def make_folder(root, counts, fmt='PNG'):
-  """Identity folders id000, id001, ... with counts[i] PNGs, pixels _pixels(100 i + j)."""
-  for i, n in enumerate(counts):
-    os.makedirs(root / f'id{i:03d}', exist_ok=True)
-    for j in range(n):
-      Image.fromarray(_pixels(100 * i + j)).save(root / f'id{i:03d}' / f'{j:03d}.png', fmt)
-  return root
-
-
-def test_builder_counts_labels_and_pixels(tmp_path):
+def test_builder_counts_labels_andfolder_pixels(tmp_path):
   root = make_folder(tmp_path / 'faces', [3, 1, 2])
   builder, kind = prepare.prepare(str(root), data_dir=str(tmp_path / 'tfds'))
   assert kind == 'folder'
@@ -33,10 +18,10 @@ def test_builder_counts_labels_and_pixels(tmp_path):
   assert meta['labels'] == [0, 0, 0, 1, 2, 2]
   assert meta['class_names'] == ['id000', 'id001', 'id002'] and meta['num_classes'] == 3
   assert builder.info.splits['train'].num_examples == 6
-  ds = pipeline.examples(builder, np.arange(6), image_size=(SIZE, SIZE))
+  ds = pipeline.examples(builder, np.arange(6), image_size=(FOLDER_SIZE, FOLDER_SIZE))
   got = list(ds.as_numpy_iterator())
   assert [int(e['label']) for e in got] == [0, 0, 0, 1, 2, 2]
-  expected = [_pixels(s) for s in (0, 1, 2, 100, 200, 201)]
+  expected = [folder_pixels(s) for s in (0, 1, 2, 100, 200, 201)]
   for e, pixels in zip(got, expected):
     np.testing.assert_array_equal(e['image'], (pixels.astype(np.float32) / 255 - 0.5) / 0.5)
 
@@ -61,11 +46,11 @@ def _jpeg(pixels, **kwargs):
 def bad_folder(tmp_path):
   """Two good identities plus every kind of bad file."""
   root = make_folder(tmp_path / 'bad', [2, 2])
-  good = _jpeg(_pixels(7))
+  good = _jpeg(folder_pixels(7))
   (root / 'id000' / 'corrupt.jpg').write_bytes(b'\xff\xd8\xff\xe0 not a jpeg at all')
   (root / 'id000' / 'truncated.jpg').write_bytes(good[:len(good) // 2])
-  Image.fromarray(_pixels(8)[:8]).save(root / 'id001' / 'small.png')
-  Image.fromarray(_pixels(9)[..., 0]).save(root / 'id001' / 'gray.png')
+  Image.fromarray(folder_pixels(8)[:8]).save(root / 'id001' / 'small.png')
+  Image.fromarray(folder_pixels(9)[..., 0]).save(root / 'id001' / 'gray.png')
   (root / 'id001' / 'notes.txt').write_text('not an image')
   os.makedirs(root / 'id002_empty')
   os.makedirs(root / 'id003_all_bad')
@@ -93,8 +78,9 @@ def test_bad_files_are_skipped_counted_and_named(bad_folder, tmp_path):
                    messages)
   assert builder.info.metadata['labels'] == [0, 0, 1, 1, 1]
   assert builder.info.metadata['skipped'] == 7
-  got = list(pipeline.examples(builder, np.arange(5), image_size=(SIZE, SIZE)).as_numpy_iterator())
-  gray = _pixels(9)[..., 0].astype(np.float32)
+  got = list(pipeline.examples(builder, np.arange(5),
+                                image_size=(FOLDER_SIZE, FOLDER_SIZE)).as_numpy_iterator())
+  gray = folder_pixels(9)[..., 0].astype(np.float32)
   np.testing.assert_array_equal(got[4]['image'], np.stack([(gray / 255 - 0.5) / 0.5] * 3, -1))
 
 

@@ -6,7 +6,7 @@ from synface_jax import config as config_lib, sharding
 from synface_jax import data
 from synface_jax.data import select
 
-from test_data_folder import make_folder, SIZE
+from conftest import FOLDER_SIZE as SIZE, make_folder
 
 
 def test_first_n_identities_and_first_s_images():

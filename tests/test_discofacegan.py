@@ -208,11 +208,14 @@ def test_mean_w_id_over_batches():
   arch = arch_lib.PRESETS['small']
   params = network.random_params(0, arch)
   key = jax.random.key(3)
-  latents = mean_w.identity_only_latents(params, key, 4)
+  # Compiled: op by op, each of the mapping's many small operations would be compiled on its own.
+  latents_of = jax.jit(mean_w.identity_only_latents, static_argnums=2)
+  mapping = jax.jit(network.mapping, static_argnums=1)
+  latents = latents_of(params, key, 4)
   assert np.all(np.asarray(latents[:, 160:254]) == 0) and np.all(latents[:, 254:] != 0)
   mean = mean_w.compute_mean_w_id(params, arch, key, num_samples=6, batch_size=4)
-  parts = [network.mapping(params, arch, mean_w.identity_only_latents(
-      params, jax.random.fold_in(key, i), n))[:, 0] for i, n in enumerate((4, 2))]
+  parts = [mapping(params, arch, latents_of(params, jax.random.fold_in(key, i), n))[:, 0]
+           for i, n in enumerate((4, 2))]
   expected = np.concatenate(parts).mean(0)
   assert mean.shape == (arch.num_layers, arch.dlatent_size)
   np.testing.assert_allclose(mean, np.broadcast_to(expected, mean.shape), rtol=1e-5, atol=1e-5)
@@ -286,8 +289,8 @@ def test_identity_is_deterministic_per_id(small_generator):
 def test_sample_and_render(small_generator):
   generator, params = small_generator
   ids = jnp.arange(3)
-  identity = jax.vmap(generator.identity, (None, 0))(params, ids)
-  factors = jax.vmap(generator.sample)(jax.random.split(jax.random.key(1), 3), identity)
+  identity = jax.jit(jax.vmap(generator.identity, (None, 0)))(params, ids)
+  factors = jax.jit(jax.vmap(generator.sample))(jax.random.split(jax.random.key(1), 3), identity)
   assert [x.shape for x in factors] == [(3, 160), (3, 64), (3, 3), (3, 27), (3, 32)]
   np.testing.assert_array_equal(factors.identity, identity)
   assert not np.allclose(factors.expression[0], factors.expression[1])

@@ -3,7 +3,6 @@ each trains through `python -m synface_jax.main` with the mixup and a generator 
 module:callable in the config."""
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, subprocess_env
 from synface_jax.types import Factors, SoftLabel
 
 sys.path.insert(0, str(REPO))  # examples/ is the package `examples`, as main imports it.
@@ -72,11 +71,10 @@ TINY = ['--config.model.arch=r18', '--config.model.width=0.0625', '--config.mode
 @pytest.mark.slow
 @pytest.mark.parametrize('example', ['expression_mixup', 'dirichlet_mixup'])
 def test_example_trains_through_main(example, tmp_path):
-  env = dict(os.environ, XLA_FLAGS='', PYTHONUNBUFFERED='1')
   proc = subprocess.run(
       [sys.executable, '-m', 'synface_jax.main', f'--config=examples/{example}.py:Syn_8_2',
-       f'--workdir={tmp_path}', *TINY], cwd=REPO, env=env, capture_output=True, text=True,
-      timeout=900)
+       f'--workdir={tmp_path}', *TINY], cwd=REPO, env=subprocess_env(), capture_output=True,
+      text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   losses = [float(v) for v in re.findall(r'train/loss=([0-9.e+-]+)', proc.stdout + proc.stderr)]
   assert len(losses) == 3 and all(math.isfinite(v) and v > 0 for v in losses), losses

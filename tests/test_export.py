@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from synface_jax.models import convert, export, iresnet, model_spec
-from test_iresnet import REF, random_torch_state_dict
+from conftest import IRESNET_REF as REF, random_torch_state_dict
 
 TINY = 1 / 16
 

@@ -1,14 +1,13 @@
 """The procedural face generator: shapes, alignment, determinism, identity mixup, gradients, BFM
 loading, verification pairs and the generate CLI. Small images and meshes keep it fast."""
 import functools
-import struct
-import zlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import tiny_bfm, write_mat
 from synface_jax import mixup
 from synface_jax.generators import get_generator
 from synface_jax.types import Factors
@@ -230,7 +229,8 @@ def test_batch_equals_single_renders(gen, params, render):
 
 
 def test_gradient_wrt_factors(gen, params):
-  factors = _factors(gen, params, [0, 1], seed=4)
+  # BATCH faces, so the factor draws compiled for the other tests are reused.
+  factors = _factors(gen, params, [0, 1, 2, 3], seed=4)
   loss = lambda f: jnp.mean(jnp.square(gen.render(params, f)[0]))
   grads = jax.jit(jax.grad(loss))(factors)
   for name in ('identity', 'expression', 'pose', 'lighting'):
@@ -260,46 +260,6 @@ def test_synthetic_pairs(gen, params):
   seed = int(jax.random.randint(jax.random.PRNGKey(0), (), 0, 2 ** 31 - 1))
   ids, _ = pair_identities(seed, 20, gen.num_identities, 20)
   assert ids.min() >= gen.num_identities
-
-
-def _mat_element(kind, payload):
-  return struct.pack('<II', kind, len(payload)) + payload + b'\0' * (-len(payload) % 8)
-
-
-def write_mat(path, arrays, compress=()):
-  """A level-5 .mat file of double matrices (a few of them zlib-compressed)."""
-  body = b''
-  for name, value in arrays.items():
-    a = np.atleast_2d(np.asarray(value, np.float64))
-    content = (_mat_element(6, struct.pack('<II', 6, 0)) + _mat_element(5, struct.pack(f'<{a.ndim}i', *a.shape))
-               + _mat_element(1, name.encode()) + _mat_element(9, a.tobytes(order='F')))
-    element = struct.pack('<II', 14, len(content)) + content
-    if name in compress:  # A compressed element is not padded to 8 bytes.
-      element = struct.pack('<II', 15, len(zipped := zlib.compress(element))) + zipped
-    body += element
-  header = b'MATLAB 5.0 MAT-file, test'.ljust(116, b' ') + b'\0' * 8 + struct.pack('<H', 0x0100) + b'IM'
-  with open(path, 'wb') as f:
-    f.write(header + body)
-
-
-def tiny_bfm(rows=28, cols=28):
-  """A face-like half ellipsoid in the BFM_model_front.mat layout (1-based tri and keypoints)."""
-  y, x = np.meshgrid(np.linspace(1.0, -1.2, rows), np.linspace(-0.75, 0.75, cols), indexing='ij')
-  z = 0.9 * np.sqrt(np.clip(1 - (x / 0.8) ** 2 - ((y + 0.1) / 1.2) ** 2, 0.02, 1))
-  verts = np.stack([x, y, z], -1).reshape(-1, 3)
-  idx = np.arange(rows * cols).reshape(rows, cols)
-  tri = np.concatenate([np.stack([idx[:-1, :-1], idx[1:, :-1], idx[1:, 1:]], -1).reshape(-1, 3),
-                        np.stack([idx[:-1, :-1], idx[1:, 1:], idx[:-1, 1:]], -1).reshape(-1, 3)])
-  nearest = lambda px, py: int(np.argmin((verts[:, 0] - px) ** 2 + (verts[:, 1] - py) ** 2))
-  keypoints = np.zeros(68, int)
-  keypoints[36:42] = [nearest(-0.31 + d, 0.0) for d in (-0.05, -0.03, 0.0, 0.03, 0.05, 0.0)]
-  keypoints[42:48] = [nearest(0.31 + d, 0.0) for d in (-0.05, -0.03, 0.0, 0.03, 0.05, 0.0)]
-  keypoints[30], keypoints[48], keypoints[54] = nearest(0, -0.36), nearest(-0.25, -0.72), nearest(0.25, -0.72)
-  rng = np.random.default_rng(0)
-  n = verts.size
-  return {'meanshape': verts.reshape(1, -1), 'idBase': 0.01 * rng.normal(size=(n, 6)),
-          'exBase': 0.01 * rng.normal(size=(n, 4)), 'meantex': np.tile([[200.0, 150.0, 130.0]], (1, rows * cols)),
-          'texBase': 5.0 * rng.normal(size=(n, 3)), 'tri': tri + 1, 'keypoints': keypoints[None] + 1}
 
 
 def test_bfm_loader_and_render(tmp_path):

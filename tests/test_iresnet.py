@@ -5,7 +5,7 @@ import pickle
 import struct
 import zipfile
 
-from conftest import exits_with_one_line, reference_file
+from conftest import IRESNET_REF, exits_with_one_line, random_torch_state_dict, reference_file
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +16,6 @@ from synface_jax import embed
 from synface_jax.models import ARCHS, convert, iresnet
 from synface_jax.models.checkpoint import load_backbone
 
-REF = 'insightface_synface'
 TINY = 1 / 16
 
 
@@ -55,37 +54,13 @@ def write_pth(path, state_dict, data_pkl=None):
       archive.writestr(f'archive/data/{i}', array.tobytes())
 
 
-def random_torch_state_dict(arch, width, input_hw, seed=0):
-  """insightface-layout state dict with random values in the shapes of our model's variables."""
-  model = iresnet(arch, width=width)
-  shapes = jax.eval_shape(
-      lambda: model.init(jax.random.key(0), jnp.zeros((1, *input_hw, 3)), train=False))
-  rng = np.random.default_rng(seed)
-  state_dict = {}
-  for path, leaf in jax.tree_util.tree_flatten_with_path(dict(shapes))[0]:
-    names = [p.key for p in path]
-    collection, modules, leaf_name = names[0], tuple(names[1:-1]), names[-1]
-    key = f'{convert.torch_key(modules)}.{convert.LEAF_NAMES[(collection, leaf_name)]}'
-    shape = leaf.shape
-    if leaf_name == 'kernel':
-      shape = shape[::-1] if modules == ('fc',) else (shape[3], shape[2], shape[0], shape[1])
-    if leaf_name in ('var', 'scale', 'alpha'):
-      value = rng.uniform(0.5, 1.5, shape)
-    else:
-      value = rng.normal(0.0, 0.1, shape)
-    state_dict[key] = value.astype(np.float32)
-  state_dict['features.weight'] = rng.uniform(0.5, 1.5, (512,)).astype(np.float32)
-  state_dict['bn1.num_batches_tracked'] = np.array(3, np.int64)
-  return state_dict
-
-
 # --- golden: insightface's own iresnet18 forward pass ------------------------------------------
 
 @pytest.fixture(scope='module')
 def golden_r18():
   variables = convert.torch_to_flax(
-      convert.load_pth(reference_file(REF, 'iresnet18_quantized.pth')), 'r18')
-  io = np.load(reference_file(REF, 'iresnet18_io.npz'))
+      convert.load_pth(reference_file(IRESNET_REF, 'iresnet18_quantized.pth')), 'r18')
+  io = np.load(reference_file(IRESNET_REF, 'iresnet18_io.npz'))
   model = iresnet('r18')
   forward = jax.jit(lambda v, x: model.apply(v, x, train=False, mutable=['intermediates']))
   embedding, state = forward(variables, io['input_nhwc'])
@@ -106,7 +81,7 @@ def test_golden_r18_bn2(golden_r18):
 
 
 def test_load_pth_reads_golden_state_dict():
-  state_dict = convert.load_pth(reference_file(REF, 'iresnet18_quantized.pth'))
+  state_dict = convert.load_pth(reference_file(IRESNET_REF, 'iresnet18_quantized.pth'))
   assert len(state_dict) == 187
   assert state_dict['conv1.weight'].shape == (64, 3, 3, 3)
   assert state_dict['fc.weight'].shape == (512, 25088)
@@ -118,7 +93,7 @@ def test_load_pth_reads_golden_state_dict():
 
 @pytest.fixture(scope='module')
 def r50_state_dict():
-  with open(reference_file(REF, 'iresnet50_keys.json')) as f:
+  with open(reference_file(IRESNET_REF, 'iresnet50_keys.json')) as f:
     keys = json.load(f)
   return {k: np.zeros(shape, np.int64 if k.endswith('num_batches_tracked') else np.float32)
           for k, shape in keys}

@@ -65,11 +65,12 @@ def test_beta_mean_is_one_half():
   assert abs(_draw('beta:2').mean() - 0.5) < 0.03
 
 
-@pytest.mark.parametrize('spec', ['synface', 'linspace:0.6,1.0,11', 'uniform:0,1', 'beta:2'])
+# The specs and shape of the tests above: their compiled samplers serve here too.
+@pytest.mark.parametrize('spec', ['synface', 'linspace:0.6,1.0,11', 'uniform:0.2,0.9', 'beta:2'])
 def test_samplers_are_reproducible(spec):
-  a = _draw(spec, seed=3, shape=(50,))
-  np.testing.assert_array_equal(a, _draw(spec, seed=3, shape=(50,)))
-  assert not np.array_equal(a, _draw(spec, seed=4, shape=(50,)))
+  a = _draw(spec, seed=3)
+  np.testing.assert_array_equal(a, _draw(spec, seed=3))
+  assert not np.array_equal(a, _draw(spec, seed=4))
 
 
 @pytest.mark.parametrize('spec', [

@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO
 from synface_jax import checkpointing
 from synface_jax.models import checkpoint as model_checkpoint, model_spec
-from test_run_safety import loop_config, run_loop
+from conftest import loop_config, run_loop
 import toy_main  # noqa: F401  (registers the 'toy' generator)
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import REPO, subprocess_env
 from synface_jax import checkpointing, config as config_lib, sharding, train
-from conftest import BATCH, SIZE, real_batch, tiny_config, tiny_experiment
+from conftest import BATCH, SIZE, loop_config, real_batch, run_loop, tiny_config, tiny_experiment
 import toy_main  # noqa: F401  (registers the 'toy' generator)
 
 
@@ -53,36 +53,6 @@ def test_nonfinite_update_is_skipped_and_counted(compiled_step):
 
 
 # --- the loop: toy generator, tiny model, in-process ----------------------------------------------
-
-def loop_config(**overrides):
-  c = config_lib.base_config()
-  c.regime = 'synthetic'
-  c.generator.name = 'toy'
-  c.model.arch = 'r18'
-  c.model.width = 1 / 16
-  c.model.num_features = 32
-  c.model.input_size = SIZE
-  c.synthetic.num_identities = 8
-  c.synthetic.images_per_identity = 4
-  c.optim.batch_size = BATCH
-  c.optim.learning_rate = 0.2
-  c.log_every_steps = 1
-  c.checkpoint_every_steps = 2
-  c.num_train_steps = 4
-  for key, value in overrides.items():
-    target = c
-    *parents, leaf = key.split('.')
-    for p in parents:
-      target = target[p]
-    target[leaf] = value
-  config_lib.validate(c)
-  return c
-
-
-def run_loop(config, workdir):
-  """The training loop on one device (compiles once for every test here)."""
-  return train.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
-
 
 def _restore(workdir, step):
   with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints')) as manager:

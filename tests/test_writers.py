@@ -4,6 +4,7 @@ import os
 import numpy as np
 import pytest
 
+from conftest import loop_config
 from synface_jax import writers
 
 
@@ -86,26 +87,12 @@ class _Toy:
 
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
-  from synface_jax import config as config_lib, generators, train
+  from synface_jax import generators, train
   generators.register('test_toy')(_Toy)
-  c = config_lib.base_config()
-  c.regime = 'synthetic'
-  c.generator.name = 'test_toy'
-  c.model.arch = 'r18'
-  c.model.width = 0.0625
-  c.model.num_features = 32
-  c.model.input_size = (SIZE, SIZE)
-  c.synthetic.num_identities = 16
-  c.synthetic.images_per_identity = 4
-  c.im.enabled = True
-  c.optim.batch_size = 8
-  c.num_train_steps = 4
-  c.log_every_steps = 2
-  c.checkpoint_every_steps = 4
-  c.log_batch_images = 4
-  c.eval.pairs = ('synthetic:20',)
-  c.eval.protocols = ('synface',)
-  c.profile_steps = (2, 3)
+  c = loop_config(**{
+      'generator.name': 'test_toy', 'synthetic.num_identities': 16, 'im.enabled': True,
+      'log_every_steps': 2, 'checkpoint_every_steps': 4, 'log_batch_images': 4,
+      'eval.pairs': ('synthetic:20',), 'eval.protocols': ('synface',), 'profile_steps': (2, 3)})
   workdir = tmp_path_factory.mktemp('run')
   train.train_and_evaluate(c, str(workdir))
   return workdir, _events(workdir)
@@ -185,10 +172,10 @@ def test_preview_is_the_input_part_of_the_step():
   parts = jax.device_get(preview(params, real, key, 7))
   assert sorted(parts) == ['mixed', 'phi', 'psi', 'real', 'synthetic']
   k_syn = jax.random.split(jax.random.fold_in(key, 7), 3)[0]
-  x_syn, label = sampling.synthetic_batch(generator, params, k_syn, 8, 8, 4,
-                                          mixup.make_sampler(c.im.phi),
-                                          draw_seed=seeds.seed(c.seed, 'draws'),
-                                          augment_options=None)
+  # Compiled: op by op, each of the batch's many small operations would be compiled on its own.
+  x_syn, label = jax.jit(lambda k: sampling.synthetic_batch(
+      generator, params, k, 8, 8, 4, mixup.make_sampler(c.im.phi),
+      draw_seed=seeds.seed(c.seed, 'draws'), augment_options=None))(k_syn)
   np.testing.assert_allclose(parts['synthetic'], x_syn[:3], atol=1e-6)
   np.testing.assert_allclose(parts['phi'], label.weights[:3, 0], atol=1e-6)
   np.testing.assert_allclose(parts['real'], real['image'][:3])

@@ -3,7 +3,8 @@
     python -m synface_jax.data stats PATH
     python -m synface_jax.data dump PATH --out X.npz [--limit N]
     python -m synface_jax.data build PATH [--data-dir DIR]
-    python -m synface_jax.data export --out DIR --identities 10000 --images 50 [--im SPEC] [--tfds]
+    python -m synface_jax.data export --out DIR --identities 10000 --images 50 [--im SPEC]
+        [--im-fn MODULE:CALLABLE] [--tfds]
 
 PATH is an identity image folder, SynFace's released set, insightface RecordIO (a folder with
 train.rec or the .rec), LFW (a folder with pairs.txt, or ROOT:PAIRS), a .bin pack (or a folder of
@@ -42,8 +43,12 @@ def _build(args) -> dict:
 def _export(args) -> dict:
   import jax
   import ml_collections
-  from synface_jax import generators, mixup, seeds
+  from synface_jax import extensions, generators, mixup, seeds
   from synface_jax.data import export
+  try:
+    mix = extensions.mixup('--im-fn', args.im_fn)
+  except ValueError as e:
+    cli.fail(str(e))
   config = ml_collections.ConfigDict({'name': args.generator, 'image_size': args.size,
                                      **cli.key_values(args.generator_option, '--generator-option')})
   generator = generators.get_generator(config)
@@ -53,7 +58,7 @@ def _export(args) -> dict:
   result = export.export_folder(
       generator, params, args.out, num_identities=args.identities,
       images_per_identity=args.images, phi_sampler=phi, seed=seeds.seed(args.seed, 'export_mixup'),
-      draw_seed=seeds.seed(args.seed, 'draws'), batch_size=args.batch)
+      draw_seed=seeds.seed(args.seed, 'draws'), batch_size=args.batch, mix=mix)
   if args.tfds:
     builder = export.to_tfds(args.out, args.data_dir)
     result['tfds'] = {'name': builder.info.full_name, 'data_dir': os.fspath(builder.data_dir)}
@@ -85,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                  help='generator field, e.g. checkpoint=/ckpt/discofacegan or preset=small')
   p.add_argument('--size', type=cli.size, default=(112, 112), help='HxW, e.g. 112x96')
   p.add_argument('--im', default='synface', help="phi sampler spec, or 'off'")
+  p.add_argument('--im-fn', default='synface_jax.mixup:mix_identities', metavar='MODULE:CALLABLE',
+                 help="the identity mixup, a types.Mixup on Factors (the train step's config.im.fn)")
   p.add_argument('--seed', type=int, default=0,
                  help="a training run's config.seed: the faces are the ones its step renders for "
                       "each (identity, draw); partners and phi come from stream 'export_mixup' "

@@ -12,7 +12,6 @@ import os
 from synface_jax.data import images, synface_names
 
 KINDS = ('folder', 'synface', 'rec', 'lfw', 'bin', 'tfds')
-TRAIN_KINDS = ('folder', 'synface', 'rec', 'tfds')
 PAIR_KINDS = ('lfw', 'bin')
 
 

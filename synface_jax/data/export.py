@@ -2,8 +2,11 @@
 
 Image j of identity i is rendered by the train step's path (`generators.sampling.faces`) from the
 same nuisance draw it uses for Syn_N_S (`sampling.fixed_draws`), rounded to uint8 (`to_uint8`),
-with identity mixup when a phi sampler is given: partner and phi are drawn per image from key fold_in(key(seed), i * S + j) and phi is rounded to
-the 3 decimals the file name keeps, before rendering (as SynFace does). Files are
+with identity mixup when a phi sampler is given: partner and phi are drawn per image from key
+fold_in(key(seed), i * S + j) and phi is rounded to the 3 decimals the file name keeps, before
+rendering (as SynFace does). The mixup is the train step's (config.im.fn, `mix`), applied to each
+image on its own with a key of that image, so a mixup that draws from its key writes the same file
+whatever the batch size. Files are
 `{i+1:05}/{j+1:03}_{i+1:05}x{phi:.3f}_({partner+1:05})x{1-phi:.3f}.jpg`; without mixup the partner
 is the identity itself with weight 0. `to_tfds` then builds the folder as a `synface_mixup` TFDS
 dataset, whose examples carry the soft labels.
@@ -18,6 +21,8 @@ import numpy as np
 from synface_jax import mixup, seeds
 from synface_jax.data import images, synface_names
 from synface_jax.generators import sampling
+
+_MIXUP_STREAM = 2  # fold_in of an image's key (partner, phi) for the mixup's own draws.
 
 
 def _label_fn(num_identities: int, images_per_identity: int, phi_sampler, seed: int):
@@ -35,14 +40,29 @@ def _label_fn(num_identities: int, images_per_identity: int, phi_sampler, seed: 
   return labels
 
 
-def _render_fn(generator, images_per_identity: int, mixed: bool, draw_seed: int):
+def per_image(mix, keys):
+  """The `types.Mixup` `mix` applied to each face of a batch alone (as a batch of one), face b
+  with keys[b]; the key the batch's call gets is not used."""
+
+  def mixed(key, a, label_a, b, label_b, phi):
+    del key
+    one = lambda k, *face: jax.tree.map(
+        lambda x: x[0], mix(k, *jax.tree.map(lambda x: x[None], face)))
+    return jax.vmap(one)(keys, a, label_a, b, label_b, phi)
+  return mixed
+
+
+def _render_fn(generator, images_per_identity: int, mixed: bool, draw_seed: int, seed: int, mix):
   """A jitted (params, flat image numbers [B], partners [B], phi [B]) -> uint8 images."""
 
   def render(params, numbers, partners, phi):
     ids = numbers // images_per_identity
     draws = sampling.fixed_draws(draw_seed, ids, numbers % images_per_identity)
-    images, _, _ = sampling.faces(generator, params, jax.random.key(draw_seed), ids, draws,
-                                  partners=partners[:, None] if mixed else None, phi=phi)
+    keys = jax.vmap(lambda n: jax.random.fold_in(
+        jax.random.fold_in(jax.random.key(seed), n), _MIXUP_STREAM))(numbers)
+    images, _, _ = sampling.faces(generator, params, None, ids, draws,
+                                  partners=partners[:, None] if mixed else None, phi=phi,
+                                  mix=per_image(mix, keys))
     return sampling.to_uint8(images)
   return jax.jit(render)
 
@@ -50,11 +70,14 @@ def _render_fn(generator, images_per_identity: int, mixed: bool, draw_seed: int)
 def export_folder(generator, gen_params, out_dir: str, *, num_identities: int,
                   images_per_identity: int, phi_sampler=None, seed: int = 0,
                   draw_seed: int = seeds.seed(0, 'draws'),
-                  batch_size: int = 64, quality: int = 95) -> dict:
+                  batch_size: int = 64, quality: int = 95,
+                  mix=mixup.mix_identities) -> dict:
   """Renders Syn_N_S into `out_dir` in SynFace's naming; returns counts.
 
   seed: partners and phi; draw_seed: the nuisance draws. A run's own, seeds.seed(config.seed,
   'draws'), reproduces the faces its train step renders (the default: config.seed 0's).
+  mix: the identity mixup with a phi sampler, a `types.Mixup` on Factors (config.im.fn's,
+    `extensions.mixup`); a face of (identity, draw, partner, phi) is what the train step renders.
   Resumes: a file already there and complete is kept, and batches whose files are all there are
   not rendered. Each file is written under a temporary name and then renamed, so a job killed
   mid-file leaves no partial image behind (only a `.part` file, replaced on the next run).
@@ -64,7 +87,8 @@ def export_folder(generator, gen_params, out_dir: str, *, num_identities: int,
                      f'{images_per_identity}')
   from synface_jax import progress
   labels = jax.jit(_label_fn(num_identities, images_per_identity, phi_sampler, seed))
-  render = _render_fn(generator, images_per_identity, phi_sampler is not None, draw_seed)
+  render = _render_fn(generator, images_per_identity, phi_sampler is not None, draw_seed, seed,
+                      mix)
   total = num_identities * images_per_identity
   for i in range(num_identities):
     os.makedirs(os.path.join(out_dir, synface_names.folder_name(i)), exist_ok=True)

@@ -31,7 +31,6 @@ from synface_jax.models import convert, model_spec
 from synface_jax.models.iresnet import ARCHS, TOTAL_STRIDE
 
 FORMATS = ('pth', 'safetensors', 'onnx')
-_BN_LEAVES = ('running_mean', 'running_var', 'num_batches_tracked')
 
 
 def flax_to_torch(variables, arch, input_hw, *, features_weight=None, num_batches_tracked=0):

@@ -4,7 +4,8 @@ Submodule names follow insightface's state_dict keys one to one (``layer1.0.bn1`
 ``layer1_0/bn1``, ``downsample.0``/``downsample.1`` are ``downsample_conv``/``downsample_bn``),
 so a converted checkpoint maps key by key; see ``synface_jax.models.convert``.
 """
-from typing import Any, Sequence
+import functools
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -23,12 +24,13 @@ STAGE_CHANNELS = (64, 128, 256, 512)
 STEM_CHANNELS = 64
 BN_MOMENTUM = 0.9  # Flax convention; torch's momentum 0.1.
 BN_EPSILON = 1e-5
-PAD_1 = ((1, 1), (1, 1))  # Symmetric padding; 'SAME' pads (0, 1) at stride 2.
 TOTAL_STRIDE = 16
 
 # insightface initialises every conv weight from N(0, 0.1) and the Linear layer like torch does.
 conv_init = nn.initializers.normal(stddev=0.1)
 dense_init = nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform')
+
+ModuleDef = Callable[..., nn.Module]
 
 
 def scaled_channels(channels: int, width: float) -> int:
@@ -68,30 +70,28 @@ class Conv(nn.Module):
 
 
 class IBasicBlock(nn.Module):
-  """BN -> conv3x3 -> BN -> PReLU -> conv3x3 (strided) -> BN, plus shortcut; no activation after."""
+  """BN -> conv3x3 -> BN -> PReLU -> conv3x3 (strided) -> BN, plus shortcut; no activation after.
+
+  `conv` and `norm` are the network's Conv and BatchNorm with their shared settings bound
+  (dtype, kernel, train mode, momentum, epsilon), as IResNet builds them once."""
   features: int
+  conv: ModuleDef
+  norm: ModuleDef
   strides: int = 1
   downsample: bool = False
-  dtype: Any = jnp.float32
-  conv_kernel: str = 'auto'
 
   @nn.compact
-  def __call__(self, x, train: bool):
-    conv = lambda c, k, s, p, name: Conv(c, k, s, p, self.dtype, self.conv_kernel, name=name)
-    norm = lambda name: nn.BatchNorm(
-        use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-        dtype=self.dtype, param_dtype=jnp.float32, name=name)
-
-    y = norm('bn1')(x)
-    y = conv(self.features, 3, 1, 1, 'conv1')(y)
-    y = norm('bn2')(y)
+  def __call__(self, x):
+    y = self.norm(name='bn1')(x)
+    y = self.conv(self.features, 3, 1, 1, name='conv1')(y)
+    y = self.norm(name='bn2')(y)
     y = PReLU(name='prelu')(y)
-    y = conv(self.features, 3, self.strides, 1, 'conv2')(y)
-    y = norm('bn3')(y)
+    y = self.conv(self.features, 3, self.strides, 1, name='conv2')(y)
+    y = self.norm(name='bn3')(y)
     shortcut = x
     if self.downsample:
-      shortcut = conv(self.features, 1, self.strides, 0, 'downsample_conv')(x)
-      shortcut = norm('downsample_bn')(shortcut)
+      shortcut = self.conv(self.features, 1, self.strides, 0, name='downsample_conv')(x)
+      shortcut = self.norm(name='downsample_bn')(shortcut)
     return y + shortcut
 
 
@@ -120,19 +120,19 @@ class IResNet(nn.Module):
     if height % TOTAL_STRIDE or width % TOTAL_STRIDE:
       raise ValueError(f'IResNet input height and width must be divisible by {TOTAL_STRIDE}, '
                        f'got {height}x{width}')
+    conv = functools.partial(Conv, dtype=self.dtype, kernel=self.conv_kernel)
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=BN_MOMENTUM,
+                             epsilon=BN_EPSILON, dtype=self.dtype, param_dtype=jnp.float32)
     x = jnp.asarray(x, self.dtype)
-    x = Conv(scaled_channels(STEM_CHANNELS, self.width), 3, 1, 1, self.dtype, self.conv_kernel,
-             name='conv1')(x)
-    x = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                     dtype=self.dtype, param_dtype=jnp.float32, name='bn1')(x)
+    x = conv(scaled_channels(STEM_CHANNELS, self.width), 3, 1, 1, name='conv1')(x)
+    x = norm(name='bn1')(x)
     x = PReLU(name='prelu')(x)
     for stage, (num_blocks, channels) in enumerate(zip(self.stage_sizes, STAGE_CHANNELS)):
       for block in range(num_blocks):
-        x = IBasicBlock(scaled_channels(channels, self.width), strides=2 if block == 0 else 1,
-                        downsample=block == 0, dtype=self.dtype,
-                        conv_kernel=self.conv_kernel, name=f'layer{stage + 1}_{block}')(x, train)
-    x = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                     dtype=self.dtype, param_dtype=jnp.float32, name='bn2')(x)
+        x = IBasicBlock(scaled_channels(channels, self.width), conv, norm,
+                        strides=2 if block == 0 else 1, downsample=block == 0,
+                        name=f'layer{stage + 1}_{block}')(x)
+    x = norm(name='bn2')(x)
     self.sow('intermediates', 'bn2_out', x)
     # As in insightface, the flatten/Linear/BatchNorm1d head runs in float32.
     x = jnp.reshape(x, (x.shape[0], -1)).astype(jnp.float32)
@@ -140,9 +140,7 @@ class IResNet(nn.Module):
     x = nn.Dense(self.num_features, dtype=jnp.float32, param_dtype=jnp.float32,
                  kernel_init=dense_init, name='fc')(x)
     # insightface freezes this BatchNorm1d's scale at 1, so it has none here.
-    x = nn.BatchNorm(use_running_average=not train, use_scale=False, momentum=BN_MOMENTUM,
-                     epsilon=BN_EPSILON, dtype=jnp.float32, param_dtype=jnp.float32,
-                     name='features')(x)
+    x = norm(use_scale=False, dtype=jnp.float32, name='features')(x)
     return x
 
 
