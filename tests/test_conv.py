@@ -112,3 +112,68 @@ def test_iresnet_gradients_do_not_depend_on_the_kernel():
   # are rounding noise; the tolerance is relative to the largest gradient of the model.
   flat = [np.concatenate([np.ravel(a) for a in jax.tree.leaves(g)]) for g in (g1, g2)]
   np.testing.assert_allclose(flat[0], flat[1], rtol=1e-3, atol=1e-5 * np.abs(flat[1]).max())
+
+
+@pytest.fixture
+def taps_everywhere(monkeypatch):
+  """Every kernel wider than one pixel takes the kernel gradient by taps, at any size."""
+  monkeypatch.setattr(conv, 'TAPS_MIN_PIXELS', 0)
+  monkeypatch.setattr(conv, 'TAPS_MIN_CHANNELS', 0)
+
+
+@pytest.mark.parametrize('size,cin,cout,k,stride,pad', CASES + [
+    ((7, 9), 3, 2, 3, 2, (0, 2)),   # Uneven padding (bottom/right wider than top/left).
+    ((8, 8), 2, 3, 3, 1, 0),        # No padding.
+    ((9, 9), 2, 3, 3, 4, 1),        # Stride wider than the kernel: phases without taps.
+])
+def test_kernel_gradient_by_taps_equals_lax(taps_everywhere, size, cin, cout, k, stride, pad):
+  rng = np.random.default_rng(k * 100 + stride * 10 + cin)
+  pads = ((pad, pad),) * 2 if isinstance(pad, int) else (pad,) * 2
+  x = jnp.asarray(rng.normal(size=(3, *size, cin)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(k, k, cin, cout)), jnp.float32)
+  ref = lambda w: lax.conv_general_dilated(x, w, (stride, stride), pads, dimension_numbers=NHWC,
+                                           precision='highest')
+  dy = jnp.asarray(rng.normal(size=ref(w).shape), jnp.float32)
+  want = jax.vjp(ref, w)[1](dy)[0]
+  got = conv.kernel_gradient(x, dy, w.shape, (stride, stride), pads, precision='highest')
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  got = jax.grad(lambda w: jnp.sum(conv.conv(x, w, (stride, stride), pads, 'custom',
+                                             precision='highest') * dy))(w)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_kernel_gradient_by_taps_at_an_iresnet_size():
+  """The default thresholds take the taps path for a 28x28 output (the r18's second stage)."""
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.normal(size=(2, 56, 56, 16)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(3, 3, 16, 8)), jnp.float32)
+  for stride in (1, 2):
+    ref = lambda w: _reference(x, w, stride, 1)
+    dy = jnp.asarray(rng.normal(size=ref(w).shape), jnp.float32)
+    want = jax.vjp(ref, w)[1](dy)[0]
+    got = conv.kernel_gradient(x, dy, w.shape, (stride, stride), ((1, 1), (1, 1)),
+                               precision='highest')
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+
+
+def test_kernel_gradient_by_taps_under_the_8_device_mesh(taps_everywhere):
+  if jax.device_count() < 8:
+    pytest.skip('needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)')
+  mesh = sharding.make_mesh(-1, 1)
+  rng = np.random.default_rng(4)
+  x = jnp.asarray(rng.normal(size=(16, 8, 8, 4)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(3, 3, 4, 5)), jnp.float32)
+  x = jax.device_put(x, NamedSharding(mesh, P(sharding.DATA)))
+  w = jax.device_put(w, sharding.replicated(mesh))
+  for stride in (1, 2):
+    def loss(kernel):
+      return lambda x, w: jnp.sum(jnp.tanh(conv.conv(x, w, (stride,) * 2, ((1, 1), (1, 1)),
+                                                     kernel, precision='highest')))
+    got = jax.jit(jax.grad(loss('custom'), argnums=(0, 1)))(x, w)
+    want = jax.jit(jax.grad(loss('xla'), argnums=(0, 1)))(x, w)
+    for g, r in zip(got, want):
+      np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
+
+
+def test_iresnet_gradients_do_not_depend_on_the_kernel_with_taps_everywhere(taps_everywhere):
+  test_iresnet_gradients_do_not_depend_on_the_kernel()

@@ -3,8 +3,9 @@
 XLA:CPU computes the input gradient of a strided convolution as a convolution with a dilated input
 (`lhs_dilation`), which it runs on a slow generic loop instead of its fast convolution library;
 in the IResNet-18 train step these few convolutions cost as much as all forward convolutions of the
-same stages. `conv_general_dilated` below has the same value as `lax.conv_general_dilated` and a
-custom VJP:
+same stages, and its kernel gradients (the batch transposed to be a convolution's contracted
+feature) were half of the step's op time. `conv2d` below has the same value as
+`lax.conv_general_dilated` and a custom VJP:
 
 - input gradient, stride 1 (and 1x1 kernels): XLA's own (for stride 1 the forward convolution of
   the output gradient with the kernel flipped in space and its channels swapped);
@@ -12,7 +13,10 @@ custom VJP:
   of one phase (n = s*u + r - pad) receive only the kernel taps k = r + s*t, so each phase is a
   plain stride-1 convolution of the output gradient with a small kernel of those taps; the phases
   are then interleaved. No dilated input, the same multiply-adds as the forward pass.
-- kernel gradient: XLA's own (a convolution over the batch with the dimensions swapped).
+- kernel gradient, 3x3 kernels on the early stages' large images: one matrix product per tap,
+  on contiguous row blocks of each example's flattened (phase of the) padded input, in a scan
+  over the examples so that the shifted copies stay in cache (`kernel_gradient`);
+- kernel gradient, the rest: XLA's own (a convolution over the batch with the dimensions swapped).
 
 Select it with `kernel`: 'custom', 'xla', or 'auto' (custom on CPU, XLA's own on GPU/TPU, whose
 libraries compute strided gradients well). The environment variable SYNFACE_CONV overrides it.
@@ -28,6 +32,9 @@ from jax import lax
 
 KERNELS = ('auto', 'xla', 'custom')
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
+# Where the kernel gradient by taps beat XLA's own (IResNet shapes, B = 32, 2-core CPU).
+TAPS_MIN_PIXELS = 28 * 28
+TAPS_MIN_CHANNELS = 16
 
 
 def resolve(kernel: str = 'auto') -> str:
@@ -70,9 +77,8 @@ def _fwd(x, w, strides, pads, precision):
 def _bwd(strides, pads, precision, residuals, dy):
   x, w = residuals
   dx = input_gradient(dy, w, x.shape, strides, pads, precision)
-  _, w_vjp = jax.vjp(lambda w: _xla(x, w, strides, pads, precision), w)
-  (dw,) = w_vjp(dy)
-  return dx, dw
+  dw = kernel_gradient(x, dy, w.shape, strides, pads, precision)
+  return dx, dw.astype(w.dtype)
 
 
 conv2d.defvjp(_fwd, _bwd)
@@ -123,3 +129,67 @@ def _phased(dy, w, x_shape, strides, pads, precision):
   phases = jnp.stack(rows, 2)                                          # [B, uh, sh, uw, sw, C]
   dx = phases.reshape(n, uh * sh, uw * sw, cin)
   return dx[:, ph:ph + h, pw:pw + wd]
+
+
+def kernel_gradient(x, dy, w_shape, strides, pads, precision=None):
+  """d(sum(conv(x, w) * dy)) / dw for an HWIO kernel of w_shape.
+
+  Kernels wider than one pixel with outputs of at least TAPS_MIN_PIXELS pixels and inputs of at
+  least TAPS_MIN_CHANNELS channels: by taps (`_by_taps`); the rest (1x1 kernels, the late stages'
+  small images, the 3-channel stem): XLA's own, which was as fast or faster there on XLA:CPU.
+  """
+  out_pixels = dy.shape[1] * dy.shape[2]
+  if (w_shape[:2] == (1, 1) or out_pixels < TAPS_MIN_PIXELS or w_shape[2] < TAPS_MIN_CHANNELS):
+    _, w_vjp = jax.vjp(lambda w: _xla(x, w, strides, pads, precision),
+                       jnp.zeros(w_shape, x.dtype))
+    return w_vjp(dy)[0]
+  return _by_taps(x, dy, w_shape, strides, pads, precision)
+
+
+def _by_taps(x, dy, w_shape, strides, pads, precision):
+  """Kernel gradient as one matrix product per tap, one example (per device) at a time.
+
+  dw[a, b] = sum over n, i, j of xpad[n, s i + a, s j + b]^T dy[n, i, j]. The padded input is split
+  into s x s phases P[r, q][n, u, v] = xpad[n, s u + r, s v + q] (one strided copy of x; stride 1
+  has one phase), so tap (a, b) = (r + s t, q + s t') reads P[r, q][n, i + t, j + t']. Flattening
+  a phase's grid of G_h x G_w pixels, that is the contiguous row block starting at t G_w + t' of
+  P[r, q][n], against dy laid on the same grid (zeros in its last T_h - 1 rows and T_w - 1
+  columns). A scan over the examples keeps each example's slices in cache; the tap products are
+  [L, C_in]^T [L, C_out] matrix products. XLA's own kernel gradient instead transposes x and dy
+  so that the batch is the contracted feature of one convolution with an image-sized window.
+  """
+  n, h, wd, cin = x.shape
+  kh, kw, _, cout = w_shape
+  (sh, sw), ((ph, ph_hi), (pw, pw_hi)) = strides, pads
+  out_h, out_w = dy.shape[1:3]
+  th, tw = math.ceil(kh / sh), math.ceil(kw / sw)     # Taps per phase (the first phase's).
+  gh, gw = out_h + th - 1, out_w + tw - 1             # Each phase's grid.
+  xp = jnp.pad(x, ((0, 0), (ph, max(0, sh * gh - h - ph)), (pw, max(0, sw * gw - wd - pw)),
+                   (0, 0)))[:, :sh * gh, :sw * gw]
+  # [n, gh, sh, gw, sw, C] -> [n, sh, sw, gh * gw, C]: the phases, each a flat grid.
+  phases = xp.reshape(n, gh, sh, gw, sw, cin).transpose(0, 2, 4, 1, 3, 5)
+  phases = phases.reshape(n, sh * sw, gh * gw, cin)
+  length = gh * gw - (th - 1) * gw - (tw - 1)         # Rows of the grid that dy reaches.
+  dyg = jnp.pad(dy, ((0, 0), (0, th - 1), (0, tw - 1), (0, 0))).reshape(n, gh * gw, cout)
+  dyg = dyg[:, :length]
+  taps = [(a, b) for a in range(kh) for b in range(kw)]
+  # Examples per scan step: one per device when the batch is split over devices, so that each
+  # step's slices stay on their device; the partial sums are added at the end.
+  split = math.gcd(n, jax.device_count())
+  phases = phases.reshape(split, n // split, *phases.shape[1:]).swapaxes(0, 1)
+  dyg = dyg.reshape(split, n // split, *dyg.shape[1:]).swapaxes(0, 1)
+
+  def step(acc, example):
+    xe, de = example                                  # [split, phases, grid, C], [split, L, C]
+    grads = []
+    for a, b in taps:
+      (r, t), (q, u) = divmod(a, sh)[::-1], divmod(b, sw)[::-1]
+      start = t * gw + u
+      rows = xe[:, r * sw + q, start:start + length]
+      grads.append(lax.dot_general(rows, de, (((1,), (1,)), ((0,), (0,))), precision=precision,
+                                   preferred_element_type=jnp.float32))
+    return acc + jnp.stack(grads, 1), None
+
+  acc = jnp.zeros((split, len(taps), cin, cout), jnp.float32)
+  acc, _ = lax.scan(step, acc, (phases, dyg))
+  return acc.sum(0).reshape(kh, kw, cin, cout)
