@@ -17,7 +17,7 @@ import numpy as np
 
 from synface_jax import generate, generator_report
 from synface_jax.generators import get_generator
-from synface_jax.generators.pairs import to_uint8
+from synface_jax.generators.sampling import to_uint8
 from synface_jax.generators.procedural import shape_basis, texture
 
 
