@@ -181,34 +181,6 @@ def test_beards_thin_out_at_their_edges():
   assert tufts.max() - tufts.min() > 0.2  # Tufts, not an even fill.
 
 
-def test_painted_features_differ_between_identities():
-  from synface_jax.generators.procedural import fields, shader, texture
-  coeffs = np.zeros((2, 80), np.float32)
-  for name in ('lid_crease', 'lip_upper', 'lip_bow', 'under_eye', 'lid_peak'):
-    coeffs[:, texture.NAMES.index(name)] = [2.0, -2.0]
-  p = texture.decode(jnp.asarray(coeffs))
-  one = jnp.ones((2, 1), jnp.float32)
-  # The upper lip's share of the lips: taller upper lip, thinner lower one, and a deeper bow.
-  # Across the mouth: the middle, the bow's peaks, beside the bow.
-  a = jnp.asarray([[0.0, 0.045, 0.15]] * 2, jnp.float32)
-  _, _, upper, lower = (np.asarray(x) for x in shader._lip_frame(a, 0 * a + fields.MOUTH_V, p))
-  up, down = upper - fields.MOUTH_V, fields.MOUTH_V - lower
-  assert up[0, 2] > 1.2 * up[1, 2] and down[0, 2] < 0.85 * down[1, 2]
-  assert (up[0, 1] - up[0, 0]) > 2.0 * (up[1, 1] - up[1, 0])  # Bow: peaks above the philtrum dip.
-  # A deep lid crease darkens the skin above the open eye; darkness under the eye; lid peak moves
-  # the upper lid's highest point towards the nose or the ear.
-  u = jnp.asarray([[fields.EYE_U, fields.EYE_U]] * 2, jnp.float32)
-  v = jnp.asarray([[fields.EYE_V + 0.075, fields.EYE_V - 0.06]] * 2, jnp.float32)
-  lids = np.asarray(shader._lids(u, v, p, one))
-  assert lids[0, 0] < lids[1, 0] - 0.1 and lids[0, 1] < lids[1, 1] - 0.02
-  frame = shader._eye_frame(jnp.asarray([[fields.EYE_U + 0.06]] * 2), jnp.zeros((2, 1)), p, one)
-  assert float(frame.top[0, 0]) > float(frame.top[1, 0]) + 0.004
-  # Each coefficient is drawn per identity: over many identities every feature varies.
-  draws = texture.decode(jax.random.normal(jax.random.PRNGKey(1), (2000, 80)))
-  for name in ('lid_crease', 'lid_peak', 'lip_upper', 'lip_bow', 'under_eye'):
-    assert np.std(np.asarray(draws[name])) > 0.01, name
-
-
 def test_hair_styles_fringe_and_hair_beside_the_face():
   from synface_jax.generators.procedural import shader, texture
   coeffs = np.zeros((2, 80), np.float32)
