@@ -135,8 +135,7 @@ def _eye_frame(u, v, p, openness):
   across = jnp.maximum(1.0 - s * s, 1e-4)  # kept off 0 so roots have finite gradients
   tilt = p['eye_tilt'] * s
   root = jnp.sqrt(across)
-  top = (0.047 * p['eye_open'] * openness * root * (1 + 0.15 * s * (s < 0)) * (1 + p['lid_peak'] * s)
-         + tilt - 0.004)
+  top = 0.047 * p['eye_open'] * openness * root * (1 + 0.15 * s * (s < 0)) + tilt - 0.004
   bottom = -0.03 * p['eye_open'] * root * jnp.sqrt(root) + tilt * 0.6 - 0.004
   return _EyeFrame(du, dv, s, top, jnp.minimum(bottom, top - 1e-3), width)
 
@@ -171,9 +170,8 @@ def _lids(u, v, p, openness):
   below = e.bottom - e.dv
   lower_lash = f.smoothstep(0.0, 0.002, below) * f.smoothstep(0.008, 0.003, below) * along
   crease = blob(above, e.s, 0.032, 0.0, 0.01, 1.1)
-  lid = 1.0 - 0.85 * lash - 0.35 * lower_lash - p['lid_crease'] * crease
-  under = p['under_eye'] * blob(e.du, e.dv, 0.0, -0.055, 0.16, 0.045)
-  return lid * (1.0 - p['eye_shadow'] * blob(e.du, e.dv, -0.01, 0.03, 0.22, 0.13)) * (1.0 - under)
+  lid = 1.0 - 0.85 * lash - 0.35 * lower_lash - 0.18 * crease
+  return lid * (1.0 - p['eye_shadow'] * blob(e.du, e.dv, -0.01, 0.03, 0.22, 0.13))
 
 
 def _brow(u, v, p):
@@ -245,10 +243,9 @@ def _lip_frame(u, v, p):
   s = jnp.clip(a / (f.MOUTH_U + 0.01), 0.0, 1.0)
   across = jnp.maximum(1.0 - s * s, 1e-4)
   root = jnp.sqrt(across)
-  bow = p['lip_bow'] * (0.012 * blob(a, 0.0, 0.045, 0.0, 0.045, 1.0) - 0.008 * blob(a, 0.0, 0.0, 0.0, 0.025, 1.0))
-  upper_edge = f.MOUTH_V + p['lip_height'] * p['lip_upper'] * (0.048 * root * jnp.sqrt(root) + bow)
-  lower_edge = (f.MOUTH_V - p['lip_height'] * (2.0 - p['lip_upper'])
-                * 0.072 * 0.5 * (root + root * jnp.sqrt(root)))
+  bow = 0.012 * blob(a, 0.0, 0.045, 0.0, 0.045, 1.0) - 0.008 * blob(a, 0.0, 0.0, 0.0, 0.025, 1.0)
+  upper_edge = f.MOUTH_V + p['lip_height'] * (0.048 * root * jnp.sqrt(root) + bow)
+  lower_edge = f.MOUTH_V - p['lip_height'] * 0.072 * 0.5 * (root + root * jnp.sqrt(root))
   return a, s, upper_edge, lower_edge
 
 
