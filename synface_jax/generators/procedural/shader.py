@@ -223,18 +223,13 @@ def _beard(u, v, p):
   """(hair amount, stubble amount, texture) of the facial hair, kept off the lips."""
   a = jnp.abs(u)
   line = -0.62 + 0.42 * f.smoothstep(0.3, 1.3, a)
-  # A beard thins out over a centimetre or two along the cheek line and down the neck; it is
-  # densest on the chin and round the mouth, where the skin barely shows through.
-  beard = f.smoothstep(0.04, -0.12, v - line) * f.smoothstep(-1.5, -1.2, v) * f.smoothstep(1.45, 1.3, a)
+  beard = f.smoothstep(0.02, -0.06, v - line) * f.smoothstep(-1.45, -1.25, v) * f.smoothstep(1.45, 1.3, a)
   moustache = blob(u, v, 0.0, -0.6, 0.3, 0.09)
   lip_zone = blob(a, v, 0.0, f.MOUTH_V - 0.01, f.MOUTH_U + 0.02, 0.075)
   not_lip = 1.0 - jnp.clip(2.0 * lip_zone, 0.0, 1.0)
-  amount = jnp.clip(p['beard'] * beard * (0.55 + 0.45 * beard) + p['moustache'] * moustache, 0.0, 1.0)
-  amount = amount * not_lip
+  amount = jnp.clip(p['beard'] * beard + p['moustache'] * moustache, 0.0, 1.0) * not_lip
   stubble = p['stubble'] * jnp.clip(beard + moustache, 0.0, 1.0) * not_lip
-  # Tufts of a few pixels, lighter and darker, rather than an even fill.
-  texture = (0.8 + 0.14 * f.wave(9.0 * a + 5.0 * v + 0.4 * f.wave(3.1 * v))
-             + 0.08 * f.wave(23.0 * a - 11.0 * v) + 0.04 * f.wave(47.0 * a + 29.0 * v))
+  texture = 0.85 + 0.1 * f.wave(9.0 * a + 5.0 * v) + 0.05 * f.wave(23.0 * a - 11.0 * v)
   return 0.9 * amount, stubble, texture
 
 
