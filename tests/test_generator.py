@@ -147,67 +147,6 @@ def test_glasses_frame_the_eyes_of_those_who_wear_them():
   assert 0.05 < np.mean(share > 0.5) < 0.2
 
 
-def test_highlights_roll_off_instead_of_clipping():
-  from synface_jax.generators.procedural import generator as generator_lib
-  x = jnp.linspace(0.0, 2.0, 201)
-  y = np.asarray(generator_lib._shoulder(x))
-  below = np.asarray(x) < generator_lib._KNEE
-  np.testing.assert_allclose(y[below], np.asarray(x)[below], atol=1e-6)  # Mid-tones untouched.
-  assert np.all(np.diff(y) > 0) and y.max() < 1.0  # Brighter stays brighter, never flat white.
-  # A face lit to 1.1 and 1.3 of full scale still differs, where a clip made both 1.
-  assert generator_lib._shoulder(1.3) - generator_lib._shoulder(1.1) > 0.02
-
-
-def test_beards_thin_out_at_their_edges():
-  from synface_jax.generators.procedural import shader, texture
-  coeffs = np.zeros((1, 80), np.float32)
-  coeffs[:, texture.NAMES.index('sex')] = 1.1
-  coeffs[:, texture.NAMES.index('beard')] = 3.0
-  p = texture.decode(jnp.asarray(coeffs))
-  # Dense on the chin and the jaw, none on the cheekbone.
-  u = jnp.asarray([[0.0, 0.8, 0.5]], jnp.float32)
-  v = jnp.asarray([[-1.0, -0.75, -0.2]], jnp.float32)
-  amount = np.asarray(shader._beard(u, v, p)[0])[0]
-  assert amount[0] > 0.8 and amount[1] > 0.8 and amount[2] < 0.01
-  # Up the cheek (u = 0.8) it fades from 90% to 10% of its density over most of a centimetre
-  # (0.075 units; a drawn edge would fade within a few millimetres).
-  vv = jnp.linspace(-0.7, -0.3, 401)[None]
-  fade = np.asarray(shader._beard(jnp.full_like(vv, 0.8), vv, p)[0])[0] / amount[1]
-  band = np.asarray(vv)[0][(fade > 0.1) & (fade < 0.9)]
-  assert band.max() - band.min() > 0.075
-  uu = jnp.linspace(0.0, 0.4, 64)[None]
-  tufts = np.asarray(shader._beard(uu, jnp.full_like(uu, -1.0), p)[2])
-  assert tufts.max() - tufts.min() > 0.2  # Tufts, not an even fill.
-
-
-def test_painted_features_differ_between_identities():
-  from synface_jax.generators.procedural import fields, shader, texture
-  coeffs = np.zeros((2, 80), np.float32)
-  for name in ('lid_crease', 'lip_upper', 'lip_bow', 'under_eye', 'lid_peak'):
-    coeffs[:, texture.NAMES.index(name)] = [2.0, -2.0]
-  p = texture.decode(jnp.asarray(coeffs))
-  one = jnp.ones((2, 1), jnp.float32)
-  # The upper lip's share of the lips: taller upper lip, thinner lower one, and a deeper bow.
-  # Across the mouth: the middle, the bow's peaks, beside the bow.
-  a = jnp.asarray([[0.0, 0.045, 0.15]] * 2, jnp.float32)
-  _, _, upper, lower = (np.asarray(x) for x in shader._lip_frame(a, 0 * a + fields.MOUTH_V, p))
-  up, down = upper - fields.MOUTH_V, fields.MOUTH_V - lower
-  assert up[0, 2] > 1.2 * up[1, 2] and down[0, 2] < 0.85 * down[1, 2]
-  assert (up[0, 1] - up[0, 0]) > 2.0 * (up[1, 1] - up[1, 0])  # Bow: peaks above the philtrum dip.
-  # A deep lid crease darkens the skin above the open eye; darkness under the eye; lid peak moves
-  # the upper lid's highest point towards the nose or the ear.
-  u = jnp.asarray([[fields.EYE_U, fields.EYE_U]] * 2, jnp.float32)
-  v = jnp.asarray([[fields.EYE_V + 0.075, fields.EYE_V - 0.06]] * 2, jnp.float32)
-  lids = np.asarray(shader._lids(u, v, p, one))
-  assert lids[0, 0] < lids[1, 0] - 0.1 and lids[0, 1] < lids[1, 1] - 0.02
-  frame = shader._eye_frame(jnp.asarray([[fields.EYE_U + 0.06]] * 2), jnp.zeros((2, 1)), p, one)
-  assert float(frame.top[0, 0]) > float(frame.top[1, 0]) + 0.004
-  # Each coefficient is drawn per identity: over many identities every feature varies.
-  draws = texture.decode(jax.random.normal(jax.random.PRNGKey(1), (2000, 80)))
-  for name in ('lid_crease', 'lid_peak', 'lip_upper', 'lip_bow', 'under_eye'):
-    assert np.std(np.asarray(draws[name])) > 0.01, name
-
-
 def test_hair_styles_fringe_and_hair_beside_the_face():
   from synface_jax.generators.procedural import shader, texture
   coeffs = np.zeros((2, 80), np.float32)

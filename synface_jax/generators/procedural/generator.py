@@ -92,19 +92,10 @@ def _render_head(model, params, factors, image_size, template):
   u, v, m = _texture_coords(model, polygon_ids, weights)
   albedo = _albedo(model, factors, polygon_ids, u, v, m)
   normals = _camera_normals(normals, hit, factors.pose, height, width)
-  colour = tuple(_shoulder(c) for c in render.shade(albedo, normals, factors.lighting))
+  colour = render.shade(albedo, normals, factors.lighting)
   px, py = raster.pixel_centres(height, width)
   bg = background.background(factors.noise, px, py, height, width)
   return render.composite(colour, hit, bg, height, width), proj.landmarks
-
-
-_KNEE = 0.75
-
-
-def _shoulder(x):
-  """A camera's highlight roll-off: linear up to _KNEE, then bending smoothly towards 1, so a pale
-  face under a bright light keeps the shading of its features instead of clipping to a flat white."""
-  return jnp.where(x < _KNEE, x, _KNEE + (1.0 - _KNEE) * jnp.tanh((x - _KNEE) / (1.0 - _KNEE)))
 
 
 def _deform(params, factors):

@@ -135,8 +135,7 @@ def _eye_frame(u, v, p, openness):
   across = jnp.maximum(1.0 - s * s, 1e-4)  # kept off 0 so roots have finite gradients
   tilt = p['eye_tilt'] * s
   root = jnp.sqrt(across)
-  top = (0.047 * p['eye_open'] * openness * root * (1 + 0.15 * s * (s < 0)) * (1 + p['lid_peak'] * s)
-         + tilt - 0.004)
+  top = 0.047 * p['eye_open'] * openness * root * (1 + 0.15 * s * (s < 0)) + tilt - 0.004
   bottom = -0.03 * p['eye_open'] * root * jnp.sqrt(root) + tilt * 0.6 - 0.004
   return _EyeFrame(du, dv, s, top, jnp.minimum(bottom, top - 1e-3), width)
 
@@ -171,9 +170,8 @@ def _lids(u, v, p, openness):
   below = e.bottom - e.dv
   lower_lash = f.smoothstep(0.0, 0.002, below) * f.smoothstep(0.008, 0.003, below) * along
   crease = blob(above, e.s, 0.032, 0.0, 0.01, 1.1)
-  lid = 1.0 - 0.85 * lash - 0.35 * lower_lash - p['lid_crease'] * crease
-  under = p['under_eye'] * blob(e.du, e.dv, 0.0, -0.055, 0.16, 0.045)
-  return lid * (1.0 - p['eye_shadow'] * blob(e.du, e.dv, -0.01, 0.03, 0.22, 0.13)) * (1.0 - under)
+  lid = 1.0 - 0.85 * lash - 0.35 * lower_lash - 0.18 * crease
+  return lid * (1.0 - p['eye_shadow'] * blob(e.du, e.dv, -0.01, 0.03, 0.22, 0.13))
 
 
 def _brow(u, v, p):
@@ -225,18 +223,13 @@ def _beard(u, v, p):
   """(hair amount, stubble amount, texture) of the facial hair, kept off the lips."""
   a = jnp.abs(u)
   line = -0.62 + 0.42 * f.smoothstep(0.3, 1.3, a)
-  # A beard thins out over a centimetre or two along the cheek line and down the neck; it is
-  # densest on the chin and round the mouth, where the skin barely shows through.
-  beard = f.smoothstep(0.04, -0.12, v - line) * f.smoothstep(-1.5, -1.2, v) * f.smoothstep(1.45, 1.3, a)
+  beard = f.smoothstep(0.02, -0.06, v - line) * f.smoothstep(-1.45, -1.25, v) * f.smoothstep(1.45, 1.3, a)
   moustache = blob(u, v, 0.0, -0.6, 0.3, 0.09)
   lip_zone = blob(a, v, 0.0, f.MOUTH_V - 0.01, f.MOUTH_U + 0.02, 0.075)
   not_lip = 1.0 - jnp.clip(2.0 * lip_zone, 0.0, 1.0)
-  amount = jnp.clip(p['beard'] * beard * (0.55 + 0.45 * beard) + p['moustache'] * moustache, 0.0, 1.0)
-  amount = amount * not_lip
+  amount = jnp.clip(p['beard'] * beard + p['moustache'] * moustache, 0.0, 1.0) * not_lip
   stubble = p['stubble'] * jnp.clip(beard + moustache, 0.0, 1.0) * not_lip
-  # Tufts of a few pixels, lighter and darker, rather than an even fill.
-  texture = (0.8 + 0.14 * f.wave(9.0 * a + 5.0 * v + 0.4 * f.wave(3.1 * v))
-             + 0.08 * f.wave(23.0 * a - 11.0 * v) + 0.04 * f.wave(47.0 * a + 29.0 * v))
+  texture = 0.85 + 0.1 * f.wave(9.0 * a + 5.0 * v) + 0.05 * f.wave(23.0 * a - 11.0 * v)
   return 0.9 * amount, stubble, texture
 
 
@@ -245,10 +238,9 @@ def _lip_frame(u, v, p):
   s = jnp.clip(a / (f.MOUTH_U + 0.01), 0.0, 1.0)
   across = jnp.maximum(1.0 - s * s, 1e-4)
   root = jnp.sqrt(across)
-  bow = p['lip_bow'] * (0.012 * blob(a, 0.0, 0.045, 0.0, 0.045, 1.0) - 0.008 * blob(a, 0.0, 0.0, 0.0, 0.025, 1.0))
-  upper_edge = f.MOUTH_V + p['lip_height'] * p['lip_upper'] * (0.048 * root * jnp.sqrt(root) + bow)
-  lower_edge = (f.MOUTH_V - p['lip_height'] * (2.0 - p['lip_upper'])
-                * 0.072 * 0.5 * (root + root * jnp.sqrt(root)))
+  bow = 0.012 * blob(a, 0.0, 0.045, 0.0, 0.045, 1.0) - 0.008 * blob(a, 0.0, 0.0, 0.0, 0.025, 1.0)
+  upper_edge = f.MOUTH_V + p['lip_height'] * (0.048 * root * jnp.sqrt(root) + bow)
+  lower_edge = f.MOUTH_V - p['lip_height'] * 0.072 * 0.5 * (root + root * jnp.sqrt(root))
   return a, s, upper_edge, lower_edge
 
 

@@ -20,10 +20,6 @@ NAMES = (
     # Morphology: sex (bimodal, + male), age (+ older) and build (+ heavier). They move the shape
     # too (`shape_basis.morphology_fields`) and the attributes that go with them here.
     'sex', 'age', 'build',
-    # The shape of the painted features: the upper lid's crease (from none, a single lid, to a deep
-    # fold) and where the lid's arc peaks, the upper lip's share of the lips and its bow, the
-    # darkness under the eyes.
-    'lid_crease', 'lid_peak', 'lip_upper', 'lip_bow', 'under_eye',
 )
 MORPHOLOGY = ('sex', 'age', 'build')
 NUM_PATTERNS = 80 - len(NAMES)
@@ -115,12 +111,6 @@ def decode(coeffs):
       'eye_width': col(0.135 + 0.014 * jnp.tanh(t['eye_width'])),
       'eye_tilt': col(0.022 * jnp.tanh(t['eye_tilt'])),
       'lip_height': col(1.0 + 0.15 * jnp.tanh(t['lip_height']) + 0.12 * female - 0.1 * jnp.tanh(age)),
-      'lip_upper': col(1.0 + 0.2 * jnp.tanh(t['lip_upper'])),
-      'lip_bow': col(1.0 + 0.6 * jnp.tanh(t['lip_bow'])),
-      'lid_crease': col(0.04 + 0.3 * sig(1.5 * t['lid_crease'])),
-      'lid_peak': col(0.2 * jnp.tanh(t['lid_peak'])),
-      # Darker skin under the eyes, more marked on darker skin.
-      'under_eye': col((0.04 + 0.08 * sig(1.5 * t['under_eye'])) * (0.5 + tone)),
       'wrinkles': col(sig(2.0 * (age - 0.6))),
       'freckles': col(0.6 * sig(2.5 * (t['freckles'] - 1.3)) * (1.2 - tone)),
       'mole': col(sig(3.0 * (t['mole'] - 0.9))),
