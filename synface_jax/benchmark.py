@@ -97,9 +97,9 @@ def _step_runner(args, classes: int):
   config = _config(args, classes)
   mesh = sharding.make_mesh(-1, args.model_axis)
   # Random real images of `classes` identities, 10 each.
-  run = experiment.Experiment.from_config(config, mesh,
+  exp = experiment.Experiment.from_config(config, mesh,
                                           real=experiment.RealCounts(classes, classes * 10))
-  state, gen_params, key = run.init_state(), run.gen_params, run.key('step')
+  state, gen_params, key = exp.init_state(), exp.gen_params, exp.key('step')
   real = None
   if args.regime != 'synthetic':
     rng = np.random.default_rng(0)
@@ -107,7 +107,7 @@ def _step_runner(args, classes: int):
         'image': rng.uniform(-1, 1, (args.batch, *args.size, 3)).astype(np.float32),
         'label': rng.integers(0, classes, args.batch).astype(np.int32)}, mesh)
   t0 = time.perf_counter()
-  compiled = run.step.lower(state, gen_params, real, key).compile()
+  compiled = exp.step.lower(state, gen_params, real, key).compile()
   compile_s = time.perf_counter() - t0
   holder = {'state': state, 'metrics': None}
 
@@ -120,7 +120,7 @@ def _step_runner(args, classes: int):
 
   run(1)  # The first step: warm-up, and the end of "time to first step".
   info = {'compiled': compiled, 'compile_s': compile_s, 'mesh': mesh,
-          'num_classes': run.num_classes, 'holder': holder, 'model': run.model, 'real': real,
+          'num_classes': exp.num_classes, 'holder': holder, 'model': exp.model, 'real': real,
           'args': (gen_params, real, key)}
   return run, info
 
