@@ -10,12 +10,19 @@ Needs torch (the optional `[bench]` extra); nothing else in the package imports 
 """
 import math
 import os
+import sys
 import time
 
 import numpy as np
-import torch
-from torch import nn
-from torch.nn import functional as F
+
+# The CPU peer never compiles kernels, so it needs no triton, which PyPI's CUDA build of torch
+# imports lazily (torch.optim -> torch._dynamo): imported after TensorFlow, triton crashes the
+# process (SIGSEGV). A None entry makes torch see it as absent.
+if 'triton' not in sys.modules:
+  sys.modules['triton'] = None
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
 
 STAGES = {'r18': (2, 2, 2, 2), 'r34': (3, 4, 6, 3), 'r50': (3, 4, 14, 3), 'r100': (3, 13, 30, 3)}
 CHANNELS = (64, 128, 256, 512)

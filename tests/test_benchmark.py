@@ -69,6 +69,21 @@ def test_torch_peer_has_insightface_layout_and_our_forward():
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+def test_torch_peer_trains_in_a_process_that_has_run_tensorflow():
+  # The test suite (and a user's notebook) may have TensorFlow loaded: PyPI's CUDA build of torch
+  # then crashed on its first optimizer step, importing triton (SIGSEGV).
+  pytest.importorskip('torch', reason='the torch peer needs torch (the [bench] extra)')
+  pytest.importorskip('tensorflow', reason='needs TensorFlow (the [data] extra)')
+  code = ('import tensorflow as tf; tf.constant(1.0) + 1.0\n'
+          'from synface_jax import torch_peer\n'
+          'run, _ = torch_peer.make_runner("r18", 2, (32, 32), 8, width=1 / 16)\n'
+          'print("loss", run(1))\n')
+  proc = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
+                        timeout=300, env=subprocess_env())
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert 'loss' in proc.stdout
+
+
 def test_step_with_torch_peer_prints_both_and_the_ratio(capsys):
   pytest.importorskip('torch', reason='--peer torch needs torch (the [bench] extra)')
   benchmark.main(['step', '--arch', 'r18', '--width', '0.0625', '--size', '32x32', '--batch', '8',
