@@ -6,10 +6,15 @@
     config.generator.name  a registered backend, or a callable returning a `types.Generator`
 
 Each is imported by name and checked against its interface when the config is validated, before
-anything is computed; a bad one is a ValueError naming the field and the value.
+anything is computed: its signature, then its output shapes and dtypes on abstract inputs of the
+config's shapes (`jax.eval_shape`: traced, never compiled or run). A bad one is a ValueError naming
+the field and the value.
 """
 import importlib
 import inspect
+
+import jax
+import jax.numpy as jnp
 
 from synface_jax import types
 
@@ -86,11 +91,93 @@ def check_generator(field: str, spec, generator) -> types.Generator:
   return generator
 
 
+_BATCH = 2      # The abstract batch the output shapes are checked on.
+_CLASSES = 10   # And the abstract head.
+
+
+def _spec(shape, dtype=jnp.float32):
+  return jax.ShapeDtypeStruct(tuple(shape), jnp.dtype(dtype))
+
+
+def _label_spec(slots: int):
+  return types.SoftLabel(_spec((_BATCH, slots), jnp.int32), _spec((_BATCH, slots)))
+
+
+def _describe(tree) -> str:
+  return str(jax.tree.map(lambda a: f'{a.dtype}{list(a.shape)}', tree))
+
+
+def _outputs(field: str, spec, fn, args, kwargs=None):
+  """fn's output shapes on abstract args; a failure while tracing is a ValueError naming field."""
+  try:
+    return jax.eval_shape(lambda *a: fn(*a, **(kwargs or {})), *args)
+  except Exception as e:  # pylint: disable=broad-except  (the user's code, traced)
+    message = str(e).strip().splitlines()[0] if str(e).strip() else ''
+    raise ValueError(f'config field {field}={spec!r}: fails on inputs of the configured shapes '
+                     f'(batch {_BATCH}): {type(e).__name__}: {message}') from None
+
+
+def _check_label(field: str, spec, label, batch_shape) -> None:
+  ids, weights = (getattr(label, 'ids', None), getattr(label, 'weights', None))
+  ok = (ids is not None and weights is not None and len(ids.shape) == 2
+        and ids.shape == weights.shape and ids.shape[0] == batch_shape
+        and jnp.issubdtype(ids.dtype, jnp.integer) and jnp.issubdtype(weights.dtype, jnp.floating))
+  if not ok:
+    raise ValueError(f'config field {field}={spec!r}: the label it returns is not a SoftLabel of '
+                     f'ids int [B, K] and weights float [B, K] (B = {batch_shape}); got '
+                     f'{_describe(label) if ids is not None else type(label).__name__}')
+
+
+def _check_mixed(field: str, spec, fn, a, label_a, b, label_b, weight) -> None:
+  """A mixup returns (mixed shaped like a, SoftLabel [B, K])."""
+  out = _outputs(field, spec, fn, (_spec((), jnp.uint32), a, label_a, b, label_b, weight))
+  if not (isinstance(out, tuple) and len(out) == 2):
+    raise ValueError(f'config field {field}={spec!r}: must return (mixed, SoftLabel); got '
+                     f'{type(out).__name__}')
+  mixed, label = out
+  same = (jax.tree.structure(mixed) == jax.tree.structure(a)
+          and all(m.shape == x.shape and m.dtype == x.dtype
+                  for m, x in zip(jax.tree.leaves(mixed), jax.tree.leaves(a))))
+  if not same:
+    raise ValueError(f'config field {field}={spec!r}: the mixed output must be shaped like its '
+                     f'first side {_describe(a)}; got {_describe(mixed)}')
+  _check_label(field, spec, label, _BATCH)
+
+
+def check_outputs(config) -> None:
+  """Calls im.fn, dm.fn and loss.fn on abstract inputs of the config's shapes (nothing runs)."""
+  key_free = lambda fn: lambda _, *rest: fn(jax.random.key(0), *rest)  # A typed key inside.
+  partners = int(config.im.partners)
+  dims = (types.IDENTITY_DIM, types.EXPRESSION_DIM, types.POSE_DIM, types.LIGHTING_DIM,
+          types.NOISE_DIM)
+  anchors = types.Factors(*[_spec((_BATCH, d)) for d in dims])
+  others = types.Factors(*[_spec((_BATCH, partners, d)) for d in dims])
+  _check_mixed('im.fn', config.im.fn, key_free(load('im.fn', config.im.fn)), anchors,
+               _label_spec(1), others, _label_spec(partners), _spec((_BATCH,)))
+  h, w = (int(v) for v in config.model.input_size)
+  images = _spec((_BATCH, h, w, 3))
+  psi = _spec((_BATCH,) if config.dm.get('per_example', True) else ())
+  _check_mixed('dm.fn', config.dm.fn, key_free(load('dm.fn', config.dm.fn)), images,
+               _label_spec(2), images, _label_spec(1), psi)
+  hyper = loss_hyper(config.loss)
+  out = _outputs('loss.fn', config.loss.fn, load('loss.fn', config.loss.fn),
+                 (_spec((_BATCH, _CLASSES)), _label_spec(3)), hyper)
+  ok = (isinstance(out, tuple) and len(out) == 2
+        and all(hasattr(o, 'shape') for o in out)
+        and out[0].shape == (_BATCH,) and out[1].shape == (_BATCH, _CLASSES)
+        and all(jnp.issubdtype(o.dtype, jnp.floating) for o in out))
+  if not ok:
+    got = _describe(out) if isinstance(out, tuple) else type(out).__name__
+    raise ValueError(f'config field loss.fn={config.loss.fn!r}: must return (loss float [B], '
+                     f'logits float [B, C]) for cos [B, C] = [{_BATCH}, {_CLASSES}]; got {got}')
+
+
 def check(config) -> None:
   """Imports and checks every extension a full config names (config.validate calls this)."""
   mixup('im.fn', config.im.fn)
   mixup('dm.fn', config.dm.fn)
   loss('loss.fn', config.loss.fn, loss_hyper(config.loss))
+  check_outputs(config)
   if is_reference(config.generator.name):
     build = load('generator.name', config.generator.name)
     if isinstance(build, type):  # A class: its methods can be checked before it is built.

@@ -47,6 +47,52 @@ def test_a_bad_extension_is_named_by_field_and_value(field, value, says):
   assert '\n' not in message
 
 
+def truncating_mixup(key, a, label_a, b, label_b, weight):
+  """Right signature, wrong output: drops most identity coefficients."""
+  del key, b, label_b, weight
+  return a._replace(identity=a.identity[:, :10]), label_a
+
+
+def ids_only_mixup(key, a, label_a, b, label_b, weight):
+  del key, b, label_b, weight
+  return a, label_a.ids
+
+
+def per_class_loss(cos, label, **hyper):
+  """Returns [B, C] where the loss must be [B]."""
+  del label, hyper
+  return cos, cos
+
+
+def typo_mixup(key, a, label_a, b, label_b, weight):
+  del key, b, label_b, weight
+  return a.identiti, label_a
+
+
+@pytest.mark.parametrize('field, value, says', [
+    ('im.fn', 'test_extensions:truncating_mixup',
+     "shaped like its first side Factors(identity='float32[2, 160]'"),
+    ('dm.fn', 'test_extensions:ids_only_mixup', 'the label it returns is not a SoftLabel'),
+    ('loss.fn', 'test_extensions:per_class_loss', "must return (loss float [B], logits float [B, C])"),
+    ('im.fn', 'test_extensions:typo_mixup',
+     "fails on inputs of the configured shapes (batch 2): AttributeError"),
+])
+def test_an_extension_with_the_wrong_outputs_is_named_before_any_compute(field, value, says):
+  c = _config(field, value, 'mixed' if field == 'dm.fn' else 'synthetic')
+  with pytest.raises(ValueError) as e:
+    config_lib.validate(c)
+  message = str(e.value)
+  assert message.startswith(f'config field {field}={value!r}: ') and says in message, message
+  assert '\n' not in message
+
+
+def test_the_builtin_identity_mixup_with_two_partners_is_refused_by_validate():
+  c = _config('im.enabled', True)
+  c.im.partners = 2  # SynFace's mixup mixes one partner; the Dirichlet example takes more.
+  with pytest.raises(ValueError, match=r"im.fn='synface_jax.mixup:mix_identities'.*one partner"):
+    config_lib.validate(c)
+
+
 def test_defaults_and_user_extensions_pass_validation():
   config_lib.validate(_config('im.enabled', True))
   c = _config('dm.fn', 'test_extensions:real_only_mixup', 'mixed')
