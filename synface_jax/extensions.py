@@ -130,7 +130,7 @@ def _check_label(field: str, spec, label, batch_shape) -> None:
 
 def _check_mixed(field: str, spec, fn, a, label_a, b, label_b, weight) -> None:
   """A mixup returns (mixed shaped like a, SoftLabel [B, K])."""
-  out = _outputs(field, spec, fn, (_spec((), jnp.uint32), a, label_a, b, label_b, weight))
+  out = _outputs(field, spec, fn, (jax.random.key(0), a, label_a, b, label_b, weight))
   if not (isinstance(out, tuple) and len(out) == 2):
     raise ValueError(f'config field {field}={spec!r}: must return (mixed, SoftLabel); got '
                      f'{type(out).__name__}')
@@ -144,23 +144,22 @@ def _check_mixed(field: str, spec, fn, a, label_a, b, label_b, weight) -> None:
   _check_label(field, spec, label, _BATCH)
 
 
-def check_outputs(config) -> None:
-  """Calls im.fn, dm.fn and loss.fn on abstract inputs of the config's shapes (nothing runs)."""
-  key_free = lambda fn: lambda _, *rest: fn(jax.random.key(0), *rest)  # A typed key inside.
+def check_outputs(config, im_fn, dm_fn, loss_fn) -> None:
+  """Calls the config's im.fn, dm.fn and loss.fn on abstract inputs of its shapes (nothing runs)."""
   partners = int(config.im.partners)
   dims = (types.IDENTITY_DIM, types.EXPRESSION_DIM, types.POSE_DIM, types.LIGHTING_DIM,
           types.NOISE_DIM)
   anchors = types.Factors(*[_spec((_BATCH, d)) for d in dims])
   others = types.Factors(*[_spec((_BATCH, partners, d)) for d in dims])
-  _check_mixed('im.fn', config.im.fn, key_free(load('im.fn', config.im.fn)), anchors,
+  _check_mixed('im.fn', config.im.fn, im_fn, anchors,
                _label_spec(1), others, _label_spec(partners), _spec((_BATCH,)))
   h, w = (int(v) for v in config.model.input_size)
   images = _spec((_BATCH, h, w, 3))
   psi = _spec((_BATCH,) if config.dm.get('per_example', True) else ())
-  _check_mixed('dm.fn', config.dm.fn, key_free(load('dm.fn', config.dm.fn)), images,
+  _check_mixed('dm.fn', config.dm.fn, dm_fn, images,
                _label_spec(2), images, _label_spec(1), psi)
   hyper = loss_hyper(config.loss)
-  out = _outputs('loss.fn', config.loss.fn, load('loss.fn', config.loss.fn),
+  out = _outputs('loss.fn', config.loss.fn, loss_fn,
                  (_spec((_BATCH, _CLASSES)), _label_spec(3)), hyper)
   ok = (isinstance(out, tuple) and len(out) == 2
         and all(hasattr(o, 'shape') for o in out)
@@ -174,10 +173,8 @@ def check_outputs(config) -> None:
 
 def check(config) -> None:
   """Imports and checks every extension a full config names (config.validate calls this)."""
-  mixup('im.fn', config.im.fn)
-  mixup('dm.fn', config.dm.fn)
-  loss('loss.fn', config.loss.fn, loss_hyper(config.loss))
-  check_outputs(config)
+  check_outputs(config, mixup('im.fn', config.im.fn), mixup('dm.fn', config.dm.fn),
+                loss('loss.fn', config.loss.fn, loss_hyper(config.loss)))
   if is_reference(config.generator.name):
     build = load('generator.name', config.generator.name)
     if isinstance(build, type):  # A class: its methods can be checked before it is built.
