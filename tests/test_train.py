@@ -135,6 +135,16 @@ def test_step_learns_a_fixed_batch():
     losses.append(float(metrics.compute()['loss']))
   assert losses[-1] < 0.5 * losses[0], losses
   assert int(state.step) == 15
+  assert float(metrics.compute()['accuracy']) == 1.0  # Every example nearest its own centre.
+
+
+def test_accuracy_is_nearest_centre_by_heaviest_label():
+  # Rows 0 and 1 are nearest their label's centre by less than any margin; row 2 is not; row 3's
+  # heaviest of two labels (weight 0.7) is class 2, the nearest.
+  cos = jnp.array([[0.30, 0.29, 0.0], [0.1, 0.5, 0.45], [0.9, 0.2, 0.1], [0.1, 0.3, 0.6]])
+  y = train_step.SoftLabel(jnp.array([[0, -1], [1, -1], [1, -1], [1, 2]]),
+                           jnp.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.3, 0.7]]))
+  np.testing.assert_array_equal(train_step.nearest_centre_correct(cos, y), [1.0, 1.0, 0.0, 1.0])
 
 
 def test_real_soft_labels_are_offset_past_the_synthetic_classes():
