@@ -122,6 +122,36 @@ def load_pairs_with_factors(source: str, renderer: Renderer | None = None,
 
 
 def _load_pairs_with_factors(source, renderer, progress):
+  loaded = _load_pair_arrays(source, renderer, progress)
+  warning = unmixed_folds(loaded[1], source)
+  if warning:
+    from absl import logging  # pylint: disable=g-import-not-at-top
+    logging.warning('%s', warning)
+  return loaded
+
+
+def unmixed_folds(issame, source: str, folds: int = 10) -> str | None:
+  """A one-line warning when one of the protocols' contiguous folds (either protocol's bounds:
+  each fold is a block of about N / 10 pairs in file order) holds only same or only different
+  pairs, as in a file that lists every same pair first; None when each fold mixes both.
+
+  The 10-fold accuracy then picks each threshold on folds of another kind and says little (below
+  50% is possible); AUC, EER and TAR@FAR use all pairs at once and are unaffected.
+  """
+  issame = np.asarray(issame, bool)
+  if issame.size < folds or issame.all() or not issame.any():
+    return None
+  for k in range(folds):
+    block = issame[k * issame.size // folds:(k + 1) * issame.size // folds]
+    if block.all() or not block.any():
+      kind = 'same' if block.all() else 'different'
+      return (f'{source}: fold {k + 1} of {folds} (pairs in file order) holds only {kind} pairs; '
+              f'the 10-fold accuracy expects every fold to mix both, as LFW\'s pairs do, so it '
+              f'will mislead (AUC and EER are not affected): shuffle the pairs')
+  return None
+
+
+def _load_pair_arrays(source, renderer, progress):
   kind, _, count = source.partition(':')
   if kind == 'synthetic':
     _need_renderer(renderer, source)
