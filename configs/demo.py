@@ -10,6 +10,10 @@ resolution, blur, colour casts, occluders, sensor noise, JPEG blocks; see
 `synface_jax/generators/augment.py`). At the end it is scored on 1,200 pairs of identities it never
 saw, under both verification protocols, and `WORKDIR/results.json` holds the figures. Needs no
 downloads; about 15 minutes on 2 CPU cores (docs/results/demo.md).
+
+On real photographs (docs/results/demo.md: 440 pairs of public photographs) this run verifies about
+72% of pairs. At this length the augmentation measured within the noise of none, and CosFace and
+the other variants tried there did not beat these settings; more steps did.
 """
 from synface_jax import config as config_lib
 
