@@ -211,7 +211,7 @@ def test_the_training_evaluator_reports_the_same_figures(workdir, pair_npz, cli_
   assert 'eval/toy_pairs/insightface/val' in got and 'eval/toy_pairs/synface/val' not in got
 
 
-def test_pairs_listed_same_first_are_warned_about(tmp_path):
+def test_pairs_listed_same_first_are_warned_about(tmp_path, caplog):
   # 40 pairs, every same pair first: the first folds hold only same pairs. LFW's order (each fold
   # half same, half different) and a shuffled order give no warning.
   ordered = np.array([True] * 20 + [False] * 20)
@@ -224,16 +224,8 @@ def test_pairs_listed_same_first_are_warned_about(tmp_path):
   assert sets.unmixed_folds(np.ones(40, bool), 'p.npz') is None  # Nothing to mix.
   path = tmp_path / 'ordered.npz'
   np.savez(path, images=np.zeros((80, 8, 8, 3), np.uint8), issame=ordered)
-  with mock_warning() as logged:
+  with caplog.at_level('WARNING'):
     images, issame = sets.load_pairs(str(path))
   assert images.shape[0] == 80 and issame.sum() == 20
+  logged = [r.getMessage() for r in caplog.records if r.levelname == 'WARNING']
   assert len(logged) == 1 and str(path) in logged[0] and 'shuffle the pairs' in logged[0]
-
-
-@contextlib.contextmanager
-def mock_warning():
-  from unittest import mock
-  from absl import logging
-  logged = []
-  with mock.patch.object(logging, 'warning', lambda fmt, *a: logged.append(fmt % a)):
-    yield logged

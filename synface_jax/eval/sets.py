@@ -26,6 +26,8 @@ from typing import Any, Tuple
 
 import numpy as np
 
+from synface_jax.eval import protocols
+
 DEFAULT_SYNTHETIC_PAIRS = 6000
 
 
@@ -130,24 +132,26 @@ def _load_pairs_with_factors(source, renderer, progress):
   return loaded
 
 
-def unmixed_folds(issame, source: str, folds: int = 10) -> str | None:
-  """A one-line warning when one of the protocols' contiguous folds (either protocol's bounds:
-  each fold is a block of about N / 10 pairs in file order) holds only same or only different
-  pairs, as in a file that lists every same pair first; None when each fold mixes both.
+def unmixed_folds(issame, source: str) -> str | None:
+  """A one-line warning when one of the 10-fold protocols' contiguous folds
+  (`protocols.insightface_fold_bounds`; SynFace's differ by at most one pair) holds only same or
+  only different pairs, as in a file that lists every same pair first; None when each fold mixes
+  both.
 
   The 10-fold accuracy then picks each threshold on folds of another kind and says little (below
   50% is possible); AUC, EER and TAR@FAR use all pairs at once and are unaffected.
   """
   issame = np.asarray(issame, bool)
-  if issame.size < folds or issame.all() or not issame.any():
+  bounds = protocols.insightface_fold_bounds(issame.size)
+  if issame.size < len(bounds) or issame.all() or not issame.any():
     return None
-  for k in range(folds):
-    block = issame[k * issame.size // folds:(k + 1) * issame.size // folds]
+  for k, (start, stop) in enumerate(bounds):
+    block = issame[start:stop]
     if block.all() or not block.any():
       kind = 'same' if block.all() else 'different'
-      return (f'{source}: fold {k + 1} of {folds} (pairs in file order) holds only {kind} pairs; '
-              f'the 10-fold accuracy expects every fold to mix both, as LFW\'s pairs do, so it '
-              f'will mislead (AUC and EER are not affected): shuffle the pairs')
+      return (f'{source}: fold {k + 1} of {len(bounds)} (pairs in file order) holds only {kind} '
+              f'pairs; the 10-fold accuracy expects every fold to mix both, as LFW\'s pairs do, so '
+              f'it will mislead (AUC and EER are not affected): shuffle the pairs')
   return None
 
 
