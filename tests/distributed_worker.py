@@ -3,6 +3,11 @@
     python tests/distributed_worker.py PROCESS_ID NUM_PROCESSES PORT OUT.npz
 
 With NUM_PROCESSES = 1 the process has all 8 (simulated) devices itself.
+
+Gloo sets up its CPU collectives at the first computation that needs them and gives the other
+process 30 s to get there (not configurable). On a loaded machine one process can compile the step
+far later than the other, so each process compiles the step ahead of time and both wait at a
+barrier of the coordination service (its timeout is ours) before running it.
 """
 import os
 import sys
@@ -12,6 +17,7 @@ os.environ['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={8 // num_pro
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from jax._src import distributed  # noqa: E402  (its client holds the barrier; no public handle)
 
 if num_processes > 1:
   jax.distributed.initialize(f'localhost:{port}', num_processes, process_id)
@@ -21,16 +27,29 @@ sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from synface_jax import sharding  # noqa: E402
 from conftest import BATCH, real_batch, tiny_config, tiny_experiment  # noqa: E402
 
-assert jax.device_count() == 8, jax.devices()
-exp = tiny_experiment(tiny_config(), (4, 2))
-mesh, state = exp.mesh, exp.init_state()
-per_process = BATCH // num_processes
-losses = []
-for i in range(3):
+
+
+def barrier(name):
+  if num_processes > 1:
+    distributed.global_state.client.wait_at_barrier(name, timeout_in_ms=600_000)
+
+
+def global_batch(i):
   batch = real_batch(i)  # This process feeds its own rows of the global batch.
   local = {k: v[process_id * per_process:(process_id + 1) * per_process] for k, v in batch.items()}
-  state, metrics = exp.step(state, exp.gen_params, sharding.host_local_to_global(local, mesh),
-                            exp.key('step'))
+  return sharding.host_local_to_global(local, mesh)
+
+
+assert jax.device_count() == 8, jax.devices()
+exp = tiny_experiment(tiny_config(), (4, 2))
+mesh, per_process = exp.mesh, BATCH // num_processes
+barrier('built')
+state = exp.init_state()
+step = exp.step.lower(state, exp.gen_params, global_batch(0), exp.key('step')).compile()
+barrier('compiled')
+losses = []
+for i in range(3):
+  state, metrics = step(state, exp.gen_params, global_batch(i), exp.key('step'))
   losses.append(float(metrics.compute()['loss']))
 # Every process reads back the whole (replicated) backbone and its own rows of the head.
 head = {str(s.index): np.asarray(s.data) for s in state.params['head'].addressable_shards}
