@@ -3,10 +3,12 @@
 Eight simulated CPU devices are requested before JAX is imported, so the sharding tests can build
 meshes; everything else runs on the first device.
 """
+import atexit
 import contextlib
 import os
 import pathlib
 import re
+import shutil
 import struct
 import tempfile
 import zlib
@@ -20,8 +22,11 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
                       os.path.join(os.path.expanduser('~'), '.cache', 'synface_jax', 'jax'))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
-# Datasets the tests prepare go to a temporary folder, not the user's ~/tensorflow_datasets.
-os.environ.setdefault('TFDS_DATA_DIR', tempfile.mkdtemp(prefix='synface_jax_tfds_'))
+# Datasets the tests prepare go to a temporary folder, not the user's ~/tensorflow_datasets; the
+# process that made it removes it at exit.
+if 'TFDS_DATA_DIR' not in os.environ:
+  os.environ['TFDS_DATA_DIR'] = tempfile.mkdtemp(prefix='synface_jax_tfds_')
+  atexit.register(shutil.rmtree, os.environ['TFDS_DATA_DIR'], ignore_errors=True)
 
 import pytest  # noqa: E402
 
