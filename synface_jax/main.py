@@ -54,14 +54,14 @@ def main(argv):
   if FLAGS.distributed or FLAGS.coordinator_address:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
-  # tf.data must not grab an accelerator that JAX needs (TensorFlow is only there for real data).
-  try:
-    import tensorflow as tf
-  except ImportError:
-    if config.regime != 'synthetic':
+  # tf.data must not grab an accelerator that JAX needs. TensorFlow is only there for real data
+  # (a synthetic run does not import it: that saves seconds of start-up).
+  if config.regime != 'synthetic':
+    try:
+      import tensorflow as tf
+    except ImportError:
       _fail(f"config field regime={config.regime!r}: real data needs TensorFlow: pip install "
-          "'synface_jax[data]'", 2)
-  else:
+            "'synface_jax[data]'", 2)
     tf.config.set_visible_devices([], 'GPU')
   logging.info('JAX process %d / %d, devices: %s', jax.process_index(), jax.process_count(),
                jax.devices())

@@ -53,3 +53,19 @@ def test_the_run_seed_names_the_initial_state_and_the_step_key():
   assert jax.tree.map(lambda x: (x.shape, x.dtype, x.sharding), c) == abstract
   np.testing.assert_array_equal(jax.random.key_data(other.key('step')),
                                 jax.random.key_data(seeds.key(1, 'step')))
+
+
+def test_the_initial_state_is_flax_init_of_the_params_key():
+  # init_state compiles its initialiser at a lower XLA:CPU optimisation level (it runs once); the
+  # values must be those of flax's init under a plain jax.jit: the same draws, to float32 rounding.
+  config = tiny_config('synthetic')
+  exp = tiny_experiment(config)
+  state = exp.init_state()
+  k_model, _ = jax.random.split(exp.key('params'))
+  x = jax.numpy.zeros((1, *config.model.input_size, 3), jax.numpy.float32)
+  want = jax.jit(lambda k: exp.model.init(k, x, train=False))(k_model)
+  same = lambda got, w: np.testing.assert_allclose(got, w, rtol=1e-6, atol=1e-7)
+  jax.tree.map(same, jax.device_get(state.params['backbone']), jax.device_get(want['params']))
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.batch_stats),
+               jax.device_get(want['batch_stats']))
+  assert int(state.step) == 0

@@ -155,19 +155,31 @@ def _align(key, x, o):
   return bilinear_sample(x, sx + cx, sy + cy)
 
 
+def _linear_resize_matrix(n: int, m: int, antialias: bool) -> np.ndarray:
+  """[m, n] float64: resizing a length-n signal to length m with the triangle (linear) kernel,
+  half-pixel centres, the kernel widened by n / m when shrinking and antialias (the weights
+  jax.image.resize uses; numpy, so that building them inside a trace compiles nothing)."""
+  scale = m / n
+  width = max(1.0 / scale, 1.0) if antialias else 1.0
+  centres = (np.arange(m) + 0.5) / scale - 0.5            # Output pixel -> input coordinate.
+  weights = np.maximum(0.0, 1.0 - np.abs(centres[:, None] - np.arange(n)[None, :]) / width)
+  total = weights.sum(axis=1, keepdims=True)
+  weights = np.where(total > 1000 * np.finfo(np.float32).eps, weights / np.where(total, total, 1), 0)
+  inside = (centres >= -0.5) & (centres <= n - 0.5)
+  return np.where(inside[:, None], weights, 0.0)
+
+
 @functools.lru_cache(maxsize=None)
 def resampling_matrices(n: int):
   """[len(_LOW_RES_FACTORS), n, n] float32: for each factor, the matrix that downscales a length-n
   signal by it (antialiased, as jax.image.resize does) and upscales it back bilinearly."""
-  with jax.ensure_compile_time_eval():
-    out = []
-    for f in _LOW_RES_FACTORS:
-      small = max(int(round(n / f)), 4)
-      # jax.image.resize is linear along each axis: resizing the identity gives its matrix.
-      down = jax.image.resize(jnp.eye(n), (small, n), 'linear', antialias=True)
-      up = jax.image.resize(jnp.eye(small), (n, small), 'linear', antialias=False)
-      out.append(np.asarray(up @ down, np.float32))
-  return np.stack(out)
+  out = []
+  for f in _LOW_RES_FACTORS:
+    small = max(int(round(n / f)), 4)
+    up = _linear_resize_matrix(small, n, antialias=False)
+    down = _linear_resize_matrix(n, small, antialias=True)
+    out.append(up @ down)
+  return np.stack(out).astype(np.float32)
 
 
 def low_resolution(x, choice):
