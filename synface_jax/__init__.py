@@ -7,8 +7,13 @@ Public API used across the project:
 """
 __version__ = '0.2.0'
 
-from synface_jax.losses import margin_softmax_loss
-from synface_jax.types import SoftLabel
+from synface_jax import cpu_flags
+
+cpu_flags.apply()  # Before JAX starts its CPU backend: convolutions on every core.
+
+
+from synface_jax.losses import margin_softmax_loss  # noqa: E402
+from synface_jax.types import SoftLabel  # noqa: E402
 
 __all__ = ['SoftLabel', 'load_embedder', 'margin_softmax_loss']
 

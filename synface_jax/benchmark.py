@@ -135,25 +135,29 @@ def _median_spread(values) -> tuple:
 def bench_step(args, classes: int | None = None) -> dict:
   """One full train step (backbone + head + loss + SGD) on random data; donated state.
 
-  --repeats N times `--steps` steps; with --peer torch, the torch peer runs the same number of
-  steps right after each of ours (alternating), and the ratio of the medians is printed.
+  --repeats N times `--steps` steps; with --peer torch, the torch peer (in a process of its own,
+  idle while ours runs) runs the same number of steps right after each of ours (alternating), and
+  the ratio of the medians is printed.
   """
   from synface_jax import startup
   classes = classes or args.classes[0]
-  peer = getattr(args, 'peer', '')
-  peer_run = peer_info = None
-  if peer == 'torch':
+  peer = None
+  if getattr(args, 'peer', '') == 'torch':
     from synface_jax import torch_peer  # Needs torch: the [bench] extra.
-    peer_run, peer_info = torch_peer.make_runner(args.arch, args.batch, args.size, classes,
-                                                 args.width)
-  run, info = _step_runner(args, classes)
-  first_step_s = startup.seconds_since_process_start()
+    peer = torch_peer.Process(args.arch, args.batch, args.size, classes, args.width)
+  try:
+    run, info = _step_runner(args, classes)
+    first_step_s = startup.seconds_since_process_start()
+    ours, theirs = [], []
+    for _ in range(max(1, getattr(args, 'repeats', 1))):
+      ours.append(run(args.steps))
+      if peer is not None:
+        theirs.append(peer.run(args.steps))
+  finally:
+    if peer is not None:
+      peer.close()
   compiled, holder = info['compiled'], info['holder']
-  ours, theirs = [], []
-  for _ in range(max(1, getattr(args, 'repeats', 1))):
-    ours.append(run(args.steps))
-    if peer_run is not None:
-      theirs.append(peer_run(args.steps))
+  peer_info = peer.info if peer is not None else None
   step_s, spread = _median_spread(ours)
   flops = _flops(compiled)
   state, metrics = holder['state'], holder['metrics']
@@ -178,9 +182,9 @@ def bench_step(args, classes: int | None = None) -> dict:
       'head_shape': list(state.params['head'].shape),
       'head_bytes_per_device': head_shard.data.nbytes, 'state_bytes_per_device': state_bytes,
       'temp_bytes_per_device': getattr(memory, 'temp_size_in_bytes', None),
-      'conv_kernel': _conv_kernel_name(),
+      'conv_kernel': _conv_kernel_name(), 'xla_flags': os.environ.get('XLA_FLAGS', ''),
       'loss': float(metrics.compute()['loss'])}
-  if peer_run is not None:
+  if peer_info is not None:
     peer_s, peer_spread = _median_spread(theirs)
     result.update({
         'peer': f'torch {peer_info["torch"]} ({peer_info["threads"]} threads)',

@@ -1,5 +1,6 @@
 """The custom-gradient convolution equals lax.conv_general_dilated in value and both gradients,
 on one device and on the 8-device mesh, and can be switched off."""
+import os
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +9,7 @@ from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from conftest import random_torch_state_dict
-from synface_jax import sharding
+from synface_jax import cpu_flags, sharding
 from synface_jax.models import conv, convert, iresnet
 
 NHWC = ('NHWC', 'HWIO', 'NHWC')
@@ -86,7 +87,11 @@ def test_custom_conv_under_the_8_device_mesh():
 def test_kernel_choice(monkeypatch):
   monkeypatch.delenv('SYNFACE_CONV', raising=False)
   assert conv.resolve('xla') == 'xla' and conv.resolve('custom') == 'custom'
-  assert conv.resolve('auto') == ('custom' if jax.default_backend() == 'cpu' else 'xla')
+  on_cpu = jax.default_backend() == 'cpu'
+  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
+  assert conv.resolve('auto') == ('custom' if on_cpu else 'xla')  # YNNPACK's one-thread convs.
+  monkeypatch.setenv('XLA_FLAGS', f'--xla_force_host_platform_device_count=8 {cpu_flags.FLAG}')
+  assert conv.resolve('auto') == 'xla'  # Eigen's convolutions on every core.
   monkeypatch.setenv('SYNFACE_CONV', 'xla')
   assert conv.resolve('auto') == 'xla' and conv.resolve('custom') == 'xla'
   with pytest.raises(ValueError, match='unknown conv kernel'):
@@ -177,3 +182,16 @@ def test_kernel_gradient_by_taps_under_the_8_device_mesh(taps_everywhere):
 
 def test_iresnet_gradients_do_not_depend_on_the_kernel_with_taps_everywhere(taps_everywhere):
   test_iresnet_gradients_do_not_depend_on_the_kernel()
+
+
+def test_the_cpu_flag_is_added_once_and_yields_to_yours(monkeypatch):
+  monkeypatch.setattr(cpu_flags, '_jaxlib_version', lambda: (0, 10, 2))
+  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
+  assert cpu_flags.apply() and cpu_flags.apply()
+  assert os.environ['XLA_FLAGS'] == f'--xla_force_host_platform_device_count=8 {cpu_flags.FLAG}'
+  monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_experimental_ynn_fusion_type=')  # Yours.
+  assert not cpu_flags.apply()
+  assert os.environ['XLA_FLAGS'] == '--xla_cpu_experimental_ynn_fusion_type='
+  monkeypatch.setattr(cpu_flags, '_jaxlib_version', lambda: (0, 11, 0))  # Not measured there.
+  monkeypatch.setenv('XLA_FLAGS', '')
+  assert not cpu_flags.apply() and os.environ['XLA_FLAGS'] == ''
