@@ -78,12 +78,12 @@ def _train_and_evaluate(config, workdir, stop, devices) -> dict:
 
   # The generator's files are read (and checked) before the real data is built.
   run = experiment.Experiment.from_config(config, mesh)
-  gen_params = jax.device_put(run.gen_params, sharding.replicated(mesh))
-  key = run.key('step')
-  compiling = _compile_ahead(run, gen_params, key)  # While the rest is set up.
   # Pair sets are loaded (and checked) before anything compiles for training.
   evaluator = (PairEvaluator(config, run.model, run.generator, run.gen_params)
                if config.eval.pairs else None)
+  gen_params = jax.device_put(run.gen_params, sharding.replicated(mesh))
+  key = run.key('step')
+  compiling = _compile_ahead(run, gen_params, key)  # While the state is set up or restored.
   num_steps = run.num_steps
 
   directory = checkpointing.workdir_path(workdir) / 'checkpoints'  # gs:// stays gs://.
@@ -196,8 +196,8 @@ def _train_and_evaluate(config, workdir, stop, devices) -> dict:
 
 def _compile_ahead(run, gen_params, key):
   """Compiles the train step in a background thread (XLA compiles without holding Python's lock),
-  so that it overlaps the state's initialisation or restore, the evaluator's set-up and the
-  checkpoint manager; the loop's first call then finds it in JAX's caches. Returns wait() ->
+  so that it overlaps the checkpoint manager and the state's initialisation or restore; the
+  loop's first call then finds it in JAX's caches. Returns wait() ->
   (compile seconds, seconds waited), which re-raises the compile's error; None where the step
   takes a real batch (its shapes are known only once the first batch is read).
   """
