@@ -143,8 +143,8 @@ def bench_step(args, classes: int | None = None) -> dict:
   classes = classes or args.classes[0]
   peer = None
   if getattr(args, 'peer', '') == 'torch':
-    from synface_jax import torch_peer  # Needs torch: the [bench] extra.
-    peer = torch_peer.Process(args.arch, args.batch, args.size, classes, args.width)
+    from synface_jax import peer_process  # The child needs torch: the [bench] extra.
+    peer = peer_process.TorchPeer(args.arch, args.batch, args.size, classes, args.width)
   try:
     run, info = _step_runner(args, classes)
     first_step_s = startup.seconds_since_process_start()

@@ -11,7 +11,9 @@ Left alone when XLA_FLAGS already sets that option (yours wins), and on jaxlib r
 than the ones it was measured on (an unknown flag stops XLA at start-up).
 """
 import importlib.metadata
+import logging
 import os
+import sys
 
 FLAG = '--xla_cpu_experimental_ynn_fusion_type=-individual_convolution'
 _OPTION = 'xla_cpu_experimental_ynn_fusion_type'
@@ -30,17 +32,37 @@ def _jaxlib_version():
   return tuple(parts)
 
 
+_late = False  # FLAG was added after JAX had started its backends: XLA never read it.
+
+
+def _backends_started() -> bool:
+  if 'jax' not in sys.modules:
+    return False
+  try:
+    from jax._src import xla_bridge
+    return bool(getattr(xla_bridge, '_backends', None))
+  except ImportError:
+    return False
+
+
 def apply() -> bool:
   """Adds FLAG to XLA_FLAGS unless the option is there already or jaxlib is another release;
-  returns whether XLA_FLAGS now carries FLAG."""
+  returns whether XLA_FLAGS now carries FLAG. Added after JAX started (JAX used before the
+  package was imported), it has no effect: a warning says so and eigen_convolutions() is False."""
+  global _late
   flags = os.environ.get('XLA_FLAGS', '')
   if _OPTION not in flags:
     version = _jaxlib_version()
     if version is not None and _MEASURED[0] <= version < _MEASURED[1]:
       os.environ['XLA_FLAGS'] = f'{flags} {FLAG}'.strip()
+      _late = _backends_started()
+      if _late:
+        logging.getLogger(__name__).warning(
+            'JAX started before synface_jax was imported: its CPU convolutions stay on one thread; '
+            'import synface_jax first, or set XLA_FLAGS=%s', FLAG)
   return eigen_convolutions()
 
 
 def eigen_convolutions() -> bool:
-  """Whether XLA_FLAGS sends XLA:CPU's convolutions to Eigen (all cores), as FLAG does."""
-  return FLAG in os.environ.get('XLA_FLAGS', '')
+  """Whether XLA:CPU sends convolutions to Eigen (all cores): FLAG in XLA_FLAGS when JAX started."""
+  return FLAG in os.environ.get('XLA_FLAGS', '') and not _late

@@ -133,45 +133,8 @@ def make_runner(arch: str, batch: int, size, classes: int, width: float = 1.0, s
                'first_step_s': round(first_s, 3), 'loss': last}
 
 
-class Process:
-  """The peer in a process of its own, so that torch's and XLA's thread pools never share one
-  (in one process, XLA's step ran up to 40% slower right after each torch step). Same arguments as
-  make_runner; `run(steps)` -> seconds per step, `info` as make_runner's; `close()` ends it."""
-
-  def __init__(self, arch: str, batch: int, size, classes: int, width: float = 1.0):
-    import json
-    import subprocess
-    self._json = json
-    spec = json.dumps({'arch': arch, 'batch': batch, 'size': list(size), 'classes': classes,
-                       'width': width})
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # Where synface_jax is.
-    path = os.pathsep.join(p for p in (root, os.environ.get('PYTHONPATH', '')) if p)
-    self._child = subprocess.Popen([sys.executable, '-m', 'synface_jax.torch_peer', spec],
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                   env=dict(os.environ, PYTHONPATH=path))
-    self.info = self._read()
-
-  def _read(self):
-    line = self._child.stdout.readline()
-    if not line:
-      raise RuntimeError(f'the torch peer process ended (exit status {self._child.wait()})')
-    return self._json.loads(line)
-
-  def run(self, steps: int) -> float:
-    self._child.stdin.write(f'{int(steps)}\n')
-    self._child.stdin.flush()
-    reply = self._read()
-    self.info['loss'] = reply['loss']
-    return reply['seconds']
-
-  def close(self) -> None:
-    self._child.stdin.close()  # The child's loop ends at end of input.
-    self._child.wait()
-    self._child.stdout.close()
-
-
 def _serve(spec: str) -> None:
-  """The child of Process: builds the runner, prints its info, then answers each line `N` on
+  """The child of `peer_process.TorchPeer`: builds the runner, prints its info, then answers each line `N` on
   stdin with the seconds per step of N steps (one JSON line each) until stdin closes."""
   import json
   args = json.loads(spec)

@@ -93,3 +93,20 @@ def test_step_with_torch_peer_prints_both_and_the_ratio(capsys):
   assert step['speed_ratio'] == pytest.approx(step['peer_ms_per_step'] / step['ms_per_step'],
                                               rel=1e-2)
   assert np.isfinite(step['peer_loss']) and step['time_to_first_step_s'] >= step['compile_s']
+
+
+def test_a_torch_peer_that_dies_is_told_in_one_error(monkeypatch):
+  from synface_jax import peer_process
+  monkeypatch.setattr(peer_process.importlib.util, 'find_spec', lambda name: object())
+  real_popen = peer_process.subprocess.Popen
+  # A child that introduces itself, answers one request, then exits with status 3.
+  child = ('import json, sys\nprint(json.dumps({"torch": "t", "threads": 1, "loss": {"loss": 1.0}}),'
+           ' flush=True)\nsys.stdin.readline()\nprint(json.dumps({"seconds": 0.5, "loss": {"loss":'
+           ' 0.5}}), flush=True)\nsys.exit(3)\n')
+  monkeypatch.setattr(peer_process.subprocess, 'Popen',
+                      lambda args, **kw: real_popen([sys.executable, '-c', child], **kw))
+  peer = peer_process.TorchPeer('r18', 2, (32, 32), 8)
+  assert peer.info['torch'] == 't' and peer.run(1) == 0.5 and peer.info['loss'] == {'loss': 0.5}
+  with pytest.raises(ChildProcessError, match=r'the torch peer process ended \(exit status 3\)'):
+    peer.run(1)
+  peer.close()  # Closing a dead peer raises nothing.

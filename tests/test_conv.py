@@ -184,8 +184,10 @@ def test_iresnet_gradients_do_not_depend_on_the_kernel_with_taps_everywhere(taps
   test_iresnet_gradients_do_not_depend_on_the_kernel()
 
 
-def test_the_cpu_flag_is_added_once_and_yields_to_yours(monkeypatch):
+def test_the_cpu_flag_is_added_once_and_yields_to_yours(monkeypatch, caplog):
   monkeypatch.setattr(cpu_flags, '_jaxlib_version', lambda: (0, 10, 2))
+  monkeypatch.setattr(cpu_flags, '_late', False)
+  monkeypatch.setattr(cpu_flags, '_backends_started', lambda: False)
   monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
   assert cpu_flags.apply() and cpu_flags.apply()
   assert os.environ['XLA_FLAGS'] == f'--xla_force_host_platform_device_count=8 {cpu_flags.FLAG}'
@@ -195,3 +197,10 @@ def test_the_cpu_flag_is_added_once_and_yields_to_yours(monkeypatch):
   monkeypatch.setattr(cpu_flags, '_jaxlib_version', lambda: (0, 11, 0))  # Not measured there.
   monkeypatch.setenv('XLA_FLAGS', '')
   assert not cpu_flags.apply() and os.environ['XLA_FLAGS'] == ''
+  # Added after JAX started its backends, the flag is never read: said, and 'auto' stays custom.
+  monkeypatch.setattr(cpu_flags, '_jaxlib_version', lambda: (0, 10, 2))
+  monkeypatch.setattr(cpu_flags, '_backends_started', lambda: True)
+  monkeypatch.delenv('SYNFACE_CONV', raising=False)
+  assert not cpu_flags.apply() and 'JAX started before synface_jax' in caplog.text
+  if jax.default_backend() == 'cpu':
+    assert conv.resolve('auto') == 'custom'

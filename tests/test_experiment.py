@@ -55,9 +55,11 @@ def test_the_run_seed_names_the_initial_state_and_the_step_key():
                                 jax.random.key_data(seeds.key(1, 'step')))
 
 
-def test_the_initial_state_is_flax_init_of_the_params_key():
+def test_the_initial_state_is_flax_init_of_the_params_key(monkeypatch):
   # init_state compiles its initialiser at a lower XLA:CPU optimisation level (it runs once); the
   # values must be those of flax's init under a plain jax.jit: the same draws, to float32 rounding.
+  # (The suite's XLA_FLAGS set a level, which init_state then keeps; here it must use its own.)
+  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
   config = tiny_config('synthetic')
   exp = tiny_experiment(config)
   state = exp.init_state()

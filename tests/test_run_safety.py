@@ -242,3 +242,20 @@ def test_sigterm_saves_and_exits_zero(tmp_path, signum):
   assert _steps(str(workdir)) == [stopped]
   assert not [d for d in os.listdir(workdir / 'checkpoints') if 'tmp' in d]
   assert int(_restore(str(workdir), stopped)['step']) == stopped
+
+
+def test_the_loop_runs_the_step_it_compiled_ahead(tmp_path, caplog):
+  # The step compiles in a background thread while the state is set up; the loop's first call
+  # must find that compilation (same shapes, dtypes and shardings), not compile the step again.
+  config = loop_config(**{'synthetic.num_identities': 6, 'num_train_steps': 2,
+                          'compilation_cache_dir': 'off'})  # Shapes no other test compiles.
+  jax.config.update('jax_log_compiles', True)
+  try:
+    with caplog.at_level('INFO'):
+      run_loop(config, str(tmp_path))
+  finally:
+    jax.config.update('jax_log_compiles', False)
+  compiles = [r.getMessage() for r in caplog.records
+              if r.getMessage().startswith('Compiling jit(step)')]
+  assert len(compiles) == 1, compiles
+  assert 'Train step compiled ahead' in caplog.text
