@@ -157,7 +157,6 @@ def bench_step(args, classes: int | None = None) -> dict:
     if peer is not None:
       peer.close()
   compiled, holder = info['compiled'], info['holder']
-  peer_info = peer.info if peer is not None else None
   step_s, spread = _median_spread(ours)
   flops = _flops(compiled)
   state, metrics = holder['state'], holder['metrics']
@@ -184,7 +183,8 @@ def bench_step(args, classes: int | None = None) -> dict:
       'temp_bytes_per_device': getattr(memory, 'temp_size_in_bytes', None),
       'conv_kernel': _conv_kernel_name(), 'xla_flags': os.environ.get('XLA_FLAGS', ''),
       'loss': float(metrics.compute()['loss'])}
-  if peer_info is not None:
+  if peer is not None:
+    peer_info = peer.info
     peer_s, peer_spread = _median_spread(theirs)
     result.update({
         'peer': f'torch {peer_info["torch"]} ({peer_info["threads"]} threads)',

@@ -134,17 +134,16 @@ def make_runner(arch: str, batch: int, size, classes: int, width: float = 1.0, s
 
 
 def _serve(spec: str) -> None:
-  """The child of `peer_process.TorchPeer`: builds the runner, prints its info, then answers each line `N` on
-  stdin with the seconds per step of N steps (one JSON line each) until stdin closes."""
+  """The child of `peer_process.TorchPeer`: builds the runner, prints its info, then answers each
+  line `N` on stdin with the seconds per step of N steps (one JSON line each) until stdin closes."""
   import json
   args = json.loads(spec)
   run, info = make_runner(args['arch'], args['batch'], tuple(args['size']), args['classes'],
                           args['width'])
-  out = sys.stdout
-  print(json.dumps(info), file=out, flush=True)
+  print(json.dumps(info), flush=True)
   for line in sys.stdin:
     seconds = run(int(line))
-    print(json.dumps({'seconds': seconds, 'loss': info['loss']}), file=out, flush=True)
+    print(json.dumps({'seconds': seconds, 'loss': info['loss']}), flush=True)
 
 
 if __name__ == '__main__':

@@ -197,9 +197,9 @@ def _train_and_evaluate(config, workdir, stop, devices) -> dict:
 def _compile_ahead(run, gen_params, key):
   """Compiles the train step in a background thread (XLA compiles without holding Python's lock),
   so that it overlaps the checkpoint manager and the state's initialisation or restore; the
-  loop's first call then finds it in JAX's caches. Returns wait() ->
-  (compile seconds, seconds waited), which re-raises the compile's error; None where the step
-  takes a real batch (its shapes are known only once the first batch is read).
+  loop's first call then finds it in JAX's caches. Returns wait() -> (compile seconds, seconds
+  waited), which re-raises the compile's error; None where the step takes a real batch (its
+  shapes are known only once the first batch is read).
   """
   if run.real is not None:
     return None

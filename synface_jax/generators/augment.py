@@ -164,7 +164,8 @@ def _linear_resize_matrix(n: int, m: int, antialias: bool) -> np.ndarray:
   centres = (np.arange(m) + 0.5) / scale - 0.5            # Output pixel -> input coordinate.
   weights = np.maximum(0.0, 1.0 - np.abs(centres[:, None] - np.arange(n)[None, :]) / width)
   total = weights.sum(axis=1, keepdims=True)
-  weights = np.where(total > 1000 * np.finfo(np.float32).eps, weights / np.where(total, total, 1), 0)
+  usable = total > 1000 * np.finfo(np.float32).eps
+  weights = np.where(usable, weights / np.where(total, total, 1), 0)
   inside = (centres >= -0.5) & (centres <= n - 0.5)
   return np.where(inside[:, None], weights, 0.0)
 

@@ -71,7 +71,8 @@ def compress(fields):
   s = np.sqrt(np.maximum(eigenvalues[::-1], 0.0))  # Singular values, largest first.
   u = u[:, ::-1]
   rank = max(1, int(np.sum(s > 1e-5 * s[0])))
-  basis = (u[:, :rank].T @ f) / np.maximum(s[:rank, None], np.finfo(np.float64).tiny)  # 0 fields: 0.
+  tiny = np.finfo(np.float64).tiny  # All-zero fields give a zero basis, not 0 / 0.
+  basis = (u[:, :rank].T @ f) / np.maximum(s[:rank, None], tiny)
   return (u[:, :rank] * s[:rank]).astype(np.float32), basis.astype(np.float32)
 
 
