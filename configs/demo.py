@@ -3,8 +3,9 @@
     python -m synface_jax.main --config=configs/demo.py --workdir=runs/demo
 
 A narrow IResNet-18 trains for one epoch of Syn_1K_50 (1,000 procedural identities x 50 fixed
-draws of expression, pose and lighting, rendered inside the jitted step). What it learns must carry over to photographs, so each render then goes through some of what a
-camera and a face detector do to a real face (DigiFace-1M's lesson: alignment error, low
+draws of expression, pose and lighting, rendered inside the jitted step). What it learns must carry
+over to photographs, so each render then goes through some of what a camera and a face detector do
+to a real face (DigiFace-1M's lesson: alignment error, low
 resolution, blur, colour casts, occluders, sensor noise, JPEG blocks; see
 `synface_jax/generators/augment.py`). At the end it is scored on 1,200 pairs of identities it never
 saw, under both verification protocols, and `WORKDIR/results.json` holds the figures. Needs no
@@ -16,8 +17,10 @@ opposite of SynFace's gain at scale); `configs/demo.py:Syn_1K_50,im=synface` tur
 """
 from synface_jax import config as config_lib
 
+PRESET = 'Syn_1K_50,im=off'
 
-def get_config(arg='Syn_1K_50,im=off'):
+
+def get_config(arg=PRESET):
   c = config_lib.base_config()
   c.regime = 'synthetic'
   c.model.arch = 'r18'
@@ -40,4 +43,4 @@ def get_config(arg='Syn_1K_50,im=off'):
   c.eval.pairs = ('synthetic:1200',)
   c.log_every_steps = 50
   c.checkpoint_every_steps = 200
-  return config_lib.apply_preset(c, arg or 'Syn_1K_50,im=off')
+  return config_lib.apply_preset(c, arg or PRESET)
