@@ -102,15 +102,15 @@ def init_state(model, tx, num_classes: int, key, mesh, input_size,
                head_on_data: bool = False) -> TrainState:
   """Creates the train state with every array already placed on its shard of the mesh.
 
-  On CPU the initialiser compiles at XLA optimisation level 1 (unless XLA_FLAGS sets a level):
-  it runs once, and the default level spends seconds optimising its unrolled threefry hashes (7 s
-  of a 30 s start at the demo's size, against 1.8 s), for the same draws to float32 rounding
-  (tests/test_experiment.py)."""
+  On CPU the initialiser compiles at XLA optimisation level 0 (unless XLA_FLAGS sets a level):
+  it runs once (in 0.1 s), and higher levels spend seconds optimising its unrolled threefry
+  hashes (7 s at the demo's size by default, 3.2 s at level 1, 2.0 s at level 0), for the same
+  draws to float32 rounding (tests/test_experiment.py)."""
   init, shardings, _ = _state_init(model, tx, num_classes, mesh, input_size, head_on_data)
   lowered = jax.jit(init, out_shardings=shardings).lower(key)
   on_cpu = all(d.platform == 'cpu' for d in mesh.devices.flat)
   yours = 'xla_backend_optimization_level' in os.environ.get('XLA_FLAGS', '')
-  options = {'xla_backend_optimization_level': 1} if on_cpu and not yours else None
+  options = {'xla_backend_optimization_level': 0} if on_cpu and not yours else None
   return lowered.compile(compiler_options=options)(key)
 
 
