@@ -195,19 +195,22 @@ def _train_and_evaluate(config, workdir, stop, devices) -> dict:
 
 
 def _compile_ahead(run, gen_params, key):
-  """Compiles the train step in a background thread (XLA compiles without holding Python's lock),
-  so that it overlaps the checkpoint manager and the state's initialisation or restore; the
-  loop's first call then finds it in JAX's caches. Returns wait() -> (compile seconds, seconds
-  waited), which re-raises the compile's error; None where the step takes a real batch (its
-  shapes are known only once the first batch is read).
+  """Traces and lowers the train step here, then compiles it in a background thread (XLA compiles
+  without holding Python's lock), so that the compile overlaps the checkpoint manager and the
+  state's initialisation or restore; the loop's first call then finds it in JAX's caches. The
+  trace is Python and comes first: beside the state's initialisation it took 6 s, not 2.5 s.
+  Returns wait() -> (seconds from here to compiled, seconds waited), which re-raises the
+  compile's error; None where the step takes a real batch (its shapes are known only once the
+  first batch is read).
   """
   if run.real is not None:
     return None
   import concurrent.futures
   started = time.perf_counter()
+  lowered = run.step.lower(run.abstract_state, gen_params, None, key)
 
   def compile_step():
-    run.step.lower(run.abstract_state, gen_params, None, key).compile()
+    lowered.compile()
     return time.perf_counter() - started
 
   pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='compile')
