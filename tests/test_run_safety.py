@@ -50,6 +50,9 @@ def test_nonfinite_update_is_skipped_and_counted(compiled_step):
   state3, m3 = step(state2, None, good, jax.random.key(0))
   assert int(m3.nonfinite_steps.total) == 0
   assert not np.array_equal(jax.device_get(state3.params['head']), after.params['head'])
+  moved = jax.tree.leaves(jax.tree.map(lambda a, b: not np.array_equal(a, b),
+                                       jax.device_get(state3.batch_stats), after.batch_stats))
+  assert all(moved)  # Every BatchNorm statistic moves again too.
 
 
 # --- the loop: toy generator, tiny model, in-process ----------------------------------------------
