@@ -297,7 +297,7 @@ def make_train_step(config: ml_collections.ConfigDict, model, tx, schedule, mesh
     #    statistic is not finite. One cond, not a select of old and new per leaf: XLA then
     #    updates the donated parameters and optimizer state in place, without holding copies of
     #    the head, and reduces the flag once (a select per BatchNorm statistic repeated the whole
-    #    reduction inside each one: a quarter of the demo step's compile time).
+    #    reduction inside each one: a quarter of the demo step's HLO, 13% of its compile).
     finite = jnp.isfinite(loss) & tree_all_finite((grads, batch_stats))
 
     def update(params, opt_state, new_stats, _):
