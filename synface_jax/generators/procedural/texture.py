@@ -85,24 +85,22 @@ def decode(coeffs):
   return {
       'skin': skin, 'hair': hair, 'iris': iris, 'lip': lip, 'patterns': patterns,
       'tone': col(tone),
-      # The forehead runs to near the top of an aligned crop, as in aligned photographs: a frontal
-      # face's hair ends at row 13 of 112 (the median; row 23.5 with the former base of 0.6, a low
-      # cap over the brows; docs/results/hairline.py). Men's hairlines recede with age.
-      'hairline': col(0.78 + 0.07 * jnp.tanh(0.8 * t['hairline'])
+      # Men's hairlines recede with age.
+      'hairline': col(0.6 + 0.07 * jnp.tanh(0.8 * t['hairline'])
                       + 0.22 * sig(3 * (t['hairline'] - 1.8 + 0.7 * male * age))),
-      'temples': col(0.64 + 0.08 * jnp.tanh(t['temples']) + 0.1 * male * sig(2.0 * age - 0.5)),
+      'temples': col(0.48 + 0.08 * jnp.tanh(t['temples']) + 0.1 * male * sig(2.0 * age - 0.5)),
       'hair_length': col(hair_length),
       'sideburn': col(-0.05 - 0.15 * sig(1.5 * t['sideburns'])),
-      # A fringe brings the hairline down towards the brows (more often for women, about one woman
-      # in five), straight or swept to one side; long hair may fall beside the face to the jaw.
-      'fringe': col(sig(2.5 * (t['fringe'] - 1.4 + 0.6 * female))),
+      # A fringe brings the hairline down towards the brows (more often for women), straight or
+      # swept to one side; long hair may fall beside the face to the jaw.
+      'fringe': col(sig(2.5 * (t['fringe'] - 1.0 + 0.6 * female))),
       'fringe_tilt': col(0.15 * jnp.tanh(t['fringe_tilt'])),
       'hair_side': col(hair_length * sig(2.0 * t['hair_side'] + 0.5)),
       'brow_dark': col(0.55 + 0.3 * sig(t['brow_dark'])),
       # Brows about 4 to 9 mm deep (at half cover) at their inner end, fuller on men.
       'brow_thick': col(0.034 + 0.008 * male + 0.012 * jnp.tanh(t['brow_thick'])),
       'brow_arch': col(0.025 + 0.012 * female + 0.015 * jnp.tanh(t['brow_arch'])),
-      'brow_height': col(0.185 + 0.02 * female + 0.02 * jnp.tanh(t['brow_height'])),
+      'brow_height': col(0.205 + 0.02 * female + 0.02 * jnp.tanh(t['brow_height'])),
       'brow_tilt': col(0.04 * jnp.tanh(t['brow_tilt'])),
       'beard': col(male * sig(3.0 * (t['beard'] - 0.7))),
       'moustache': col(male * sig(3.0 * (t['moustache'] - 0.9))),
