@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python docs/results/hairline.py --faces 32
 
-Renders `--faces` held-out identities (ids 1000..) frontal and with a neutral expression, once as
+Renders `--faces` held-out identities (ids from the config's pool size up, 1000.. for the demo) frontal and with a neutral expression, once as
 the generator draws them and once with the hair taken away (hairline and temples raised off the
 head, no fringe, no side hair). A row of the crop's middle 20 columns counts as hair where the two
 differ; the first row that does not is where the forehead begins. Prints the median and the 10th
@@ -24,9 +24,13 @@ def main():
   parser.add_argument('--config', default='configs/demo.py')
   parser.add_argument('--faces', type=int, default=32)
   args = parser.parse_args()
-  gen = get_generator(generate.load_config(args.config, []).generator)
+  config = generate.load_config(args.config, []).generator
+  if config.name != 'procedural':
+    parser.error(f'generator.name={config.name!r}: the hair is a procedural-generator layer')
+  gen = get_generator(config)
   params = gen.init()
-  ids = jnp.arange(1000, 1000 + args.faces)
+  first = int(config.num_identities)  # Held-out ids start at the pool size.
+  ids = jnp.arange(first, first + args.faces)
   coeffs = jax.vmap(gen.identity, (None, 0))(params, ids)
   keys = jax.random.split(jax.random.PRNGKey(1), args.faces)
   factors = jax.vmap(gen.sample)(keys, coeffs)
