@@ -41,6 +41,7 @@ def test_known_spread_and_variance_ratio(delta):
   assert s['within'] == pytest.approx(math.sin(delta) ** 2)
   assert s['between'] == pytest.approx(math.cos(delta) ** 2)
   assert s['ratio'] == pytest.approx(math.tan(delta) ** 2)
+  assert s['concentration'] == pytest.approx(0.0, abs=1e-12)  # Balanced around the circle.
   assert (s['identities'], s['images']) == (4, 24)
 
 
@@ -52,6 +53,8 @@ def test_unequal_classes_by_hand():
   assert s['between'] == pytest.approx((2 * (0.25 ** 2 + 0.25 ** 2) + 2 * (0.25 ** 2 + 0.25 ** 2)) / 4)
   assert s['spread_mean'] == pytest.approx((0 + 45) / 2)
   assert s['spread_median'] == pytest.approx(22.5)
+  assert s['concentration'] == pytest.approx(math.hypot(0.75, 0.25))
+  assert s['within'] + s['between'] == pytest.approx(1 - s['concentration'] ** 2)
   with pytest.raises(ValueError, match='at least 2 identities'):
     variation.variation_stats(x, [0, 0, 0, 0])
 
