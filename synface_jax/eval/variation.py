@@ -10,8 +10,8 @@ For every set, on L2-normalised embeddings x with class means mu_c and overall m
   within      mean over faces of |x - mu_c|^2 (the trace of the within-class scatter / M)
   between     mean over faces of |mu_c - mu|^2 (the trace of the between-class scatter / M)
   ratio       within / between
-  concentration  |mu|, the length of the mean direction: 0 when the faces spread over the sphere,
-              1 when they all map to one point. For unit vectors within + between = 1 - |mu|^2,
+  concentration  |mu|, the length of the mean unit embedding: 0 when the faces spread over the
+              sphere, 1 when they all map to one point. For unit vectors within + between = 1 - |mu|^2,
               so a set the model sees as nearly one person has little of either: the demo's
               renders measure 0.13, 75 aligned photographs 0.81 (docs/results/demo.md)
 
