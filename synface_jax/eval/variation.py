@@ -11,9 +11,10 @@ For every set, on L2-normalised embeddings x with class means mu_c and overall m
   between     mean over faces of |mu_c - mu|^2 (the trace of the between-class scatter / M)
   ratio       within / between
   concentration  |mu|, the length of the mean unit embedding: 0 when the faces spread over the
-              sphere, 1 when they all map to one point. For unit vectors within + between = 1 - |mu|^2,
-              so a set the model sees as nearly one person has little of either: the demo's
-              renders measure 0.13, 75 aligned photographs 0.81 (docs/results/demo.md)
+              sphere, 1 when they all map to one point. For unit vectors
+              within + between = 1 - |mu|^2, so a set the model sees as nearly one person has
+              little of either: the demo's renders measure 0.13, 75 aligned photographs 0.81
+              (docs/results/demo.md)
 
 A synthetic set `synthetic:NxM` (N held-out identities x M faces) is rendered once per identity
 mixup setting (default Syn1 = off, Syn2 = fixed:0.8, Syn3 = linspace:0.6,1.0,11): face j of
